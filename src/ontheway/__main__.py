@@ -1,0 +1,3 @@
+from ontheway.cli import main
+
+main()

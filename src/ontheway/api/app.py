@@ -1,0 +1,43 @@
+"""The FastAPI application: built from the settings, pools opened and closed by the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+import ontheway
+from ontheway.api.deps import AppState
+from ontheway.api.errors import install_error_handlers
+from ontheway.api.routes import system
+from ontheway.connections import Connections
+from ontheway.regions import load_catalog
+from ontheway.settings import Settings
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the API; configuration errors surface here, before the server listens."""
+    jwt_key = settings.jwt_key()
+    catalog = load_catalog(settings.region_catalog)
+    for shard in catalog.shards():
+        settings.dsn_for(shard)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        conns = await Connections.open(settings, shards=catalog.shards())
+        app.state.ontheway = AppState(settings, jwt_key, catalog, conns)
+        try:
+            yield
+        finally:
+            await conns.close()
+
+    app = FastAPI(
+        title="ontheway",
+        version=ontheway.__version__,
+        lifespan=lifespan,
+        description="Food-delivery dispatch: orders, fleet, roads, dispatch.",
+    )
+    install_error_handlers(app)
+    app.include_router(system.router)
+    return app

@@ -1,0 +1,143 @@
+"""The ``ontheway`` command line: the local stack, the API server, tokens and the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ontheway.auth import Role, issue_token
+from ontheway.errors import OnTheWayError
+from ontheway.regions import load_catalog
+from ontheway.settings import Settings, load_settings
+from ontheway.stack import LocalStack
+
+app = typer.Typer(
+    help="ontheway: food-delivery dispatch platform.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+stack_app = typer.Typer(
+    help="The local stack of real servers under .ontheway/.", no_args_is_help=True
+)
+app.add_typer(stack_app, name="stack")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _local_stack(settings: Settings) -> LocalStack:
+    return LocalStack.from_settings(settings, load_catalog(settings.region_catalog).shards())
+
+
+@stack_app.command("up")
+def stack_up() -> None:
+    """Start PostgreSQL (PostGIS, one database per shard) and Redis + FalkorDB; idempotent."""
+    stack = _local_stack(load_settings())
+    with console.status("starting the local stack"):
+        result = stack.up()
+    for part, what in result.items():
+        console.print(f"[bold]{part}[/]: {what}")
+    console.print(f"settings written to {stack.env_file}")
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop the servers that `stack up` started (by PID)."""
+    for part, what in _local_stack(load_settings()).down().items():
+        console.print(f"[bold]{part}[/]: {what}")
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Show each server with its port, version and health; exit 1 when one is down."""
+    settings = load_settings()
+    parts = asyncio.run(_local_stack(settings).status(settings))
+    table = Table("part", "port", "pid", "version", "health")
+    for part in parts:
+        versions = sorted({c.version for c in part.checks if c.version})
+        problems = [f"{c.name}: {c.detail}" for c in part.checks if not c.ok]
+        health = (
+            "[green]healthy[/]"
+            if part.healthy
+            else "[red]down[/] " + "; ".join(problems or ["not running"])
+        )
+        table.add_row(
+            part.name, str(part.port), str(part.pid or "-"), ", ".join(versions) or "-", health
+        )
+    console.print(table)
+    if not all(p.healthy for p in parts):
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
+) -> None:
+    """Run the HTTP/WebSocket API (uvicorn)."""
+    import uvicorn
+
+    from ontheway.api.app import create_app
+
+    settings = load_settings()
+    api = create_app(settings)
+    uvicorn.run(
+        api, host=host or settings.api_host, port=port or settings.api_port, log_level="info"
+    )
+
+
+@app.command()
+def token(
+    role: Annotated[Role, typer.Option(help="customer, driver, restaurant or ops")],
+    sub: Annotated[str, typer.Option(help="subject id, e.g. user_456, drv_001, ops_1")],
+    regions: Annotated[
+        str | None, typer.Option(help="ops only: comma-separated region ids")
+    ] = None,
+    ttl: Annotated[int | None, typer.Option(help="lifetime in seconds")] = None,
+) -> None:
+    """Print a signed bearer token for local use."""
+    settings = load_settings()
+    region_list = None
+    if regions is not None:
+        region_list = [r.strip() for r in regions.split(",") if r.strip()]
+        catalog = load_catalog(settings.region_catalog)
+        for region in region_list:
+            catalog.get(region)
+    print(
+        issue_token(
+            settings.jwt_key(),
+            role,
+            sub,
+            regions=region_list,
+            ttl_s=ttl if ttl is not None else settings.jwt_default_ttl_s,
+        )
+    )
+
+
+@app.command()
+def demo(
+    port: Annotated[int | None, typer.Option(help="API port")] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="seconds to keep serving (default: until Ctrl-C)")
+    ] = None,
+) -> None:
+    """Start the API, show every dependency healthy, and keep serving."""
+    from ontheway.smoke import run_smoke
+
+    settings = load_settings()
+    code = asyncio.run(run_smoke(settings, port or settings.api_port, duration, console))
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning our errors into one message and a non-zero exit."""
+    try:
+        app()
+    except OnTheWayError as exc:
+        err_console.print(f"[red]error:[/] {exc.message}")
+        sys.exit(2 if exc.code == "missing_prerequisite" else 1)

@@ -1,0 +1,130 @@
+"""Connections to the servers: one pool per PostgreSQL shard, Redis, FalkorDB.
+
+Opened once at start-up (the API's lifespan, a worker's main) from the settings and closed at
+the end. ``dependency_errors`` is the one place where client-library errors become ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import psycopg_pool
+import redis.asyncio as aioredis
+import redis.exceptions
+from falkordb.asyncio import FalkorDB
+
+from ontheway.errors import ConfigurationError, DependencyUnavailable
+from ontheway.settings import Settings
+
+
+@contextmanager
+def dependency_errors(dependency: str) -> Iterator[None]:
+    """Turn a client library's connection errors into ``DependencyUnavailable``."""
+    try:
+        yield
+    except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+        raise DependencyUnavailable(f"{dependency} is unavailable: {exc}") from exc
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise DependencyUnavailable(f"{dependency} is unavailable: {exc}") from exc
+    except (TimeoutError, OSError) as exc:
+        raise DependencyUnavailable(f"{dependency} is unavailable: {exc}") from exc
+
+
+def redis_client(url: str, timeout_s: float, **kwargs: Any) -> aioredis.Redis:
+    """A Redis client whose calls fail within ``timeout_s`` instead of hanging."""
+    return aioredis.Redis.from_url(
+        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, **kwargs
+    )
+
+
+@dataclass
+class GraphStore:
+    """The FalkorDB client, created on first use so that a graph server that is down at
+    start-up makes requests fail with 503 instead of stopping the process."""
+
+    url: str
+    timeout_s: float
+    _db: FalkorDB | None = field(default=None, init=False)
+
+    async def db(self) -> FalkorDB:
+        """Return the client, connecting on first use."""
+        if self._db is None:
+            with dependency_errors("FalkorDB"):
+                # The client probes for a cluster with a blocking call: keep it off the loop.
+                self._db = await asyncio.to_thread(
+                    FalkorDB.from_url,
+                    self.url,
+                    socket_timeout=self.timeout_s,
+                    socket_connect_timeout=self.timeout_s,
+                )
+        return self._db
+
+    async def aclose(self) -> None:
+        if self._db is not None:
+            await self._db.aclose()
+            self._db = None
+
+
+@dataclass
+class Connections:
+    """Every connection of one process, by dependency."""
+
+    settings: Settings
+    shards: dict[str, psycopg_pool.AsyncConnectionPool] = field(default_factory=dict)
+    redis: aioredis.Redis | None = None
+    graphs: GraphStore | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        settings: Settings,
+        *,
+        shards: list[str],
+        pool_max: int = 10,
+    ) -> Connections:
+        """Open pools without waiting for the servers: a server that is down gives 503s."""
+        timeout = settings.dependency_timeout_s
+        conns = cls(settings)
+        for shard in shards:
+            pool = psycopg_pool.AsyncConnectionPool(
+                settings.dsn_for(shard),
+                min_size=1,
+                max_size=pool_max,
+                open=False,
+                timeout=timeout,
+                kwargs={"connect_timeout": max(1, round(timeout))},
+                name=f"shard-{shard}",
+            )
+            await pool.open(wait=False)
+            conns.shards[shard] = pool
+        conns.redis = redis_client(settings.require_redis_url(), timeout)
+        conns.graphs = GraphStore(settings.require_falkordb_url(), timeout)
+        return conns
+
+    def pool(self, shard: str) -> psycopg_pool.AsyncConnectionPool:
+        """The pool of one shard."""
+        try:
+            return self.shards[shard]
+        except KeyError:
+            raise ConfigurationError(f"no connection pool for shard {shard!r}") from None
+
+    def require_redis(self) -> aioredis.Redis:
+        if self.redis is None:
+            raise ConfigurationError("Redis is not connected")
+        return self.redis
+
+    async def close(self) -> None:
+        """Close every pool and client."""
+        for pool in self.shards.values():
+            await pool.close()
+        self.shards.clear()
+        if self.redis is not None:
+            await self.redis.aclose()
+            self.redis = None
+        if self.graphs is not None:
+            await self.graphs.aclose()

@@ -1,0 +1,1 @@
+"""Dispatch: choosing, locking and assigning drivers; reassignment."""

@@ -1,0 +1,1 @@
+"""Events: the transactional outbox relay and the event stream (Redis Streams, Kafka)."""

@@ -1,0 +1,1 @@
+"""Fleet: drivers' live state in Redis (positions, heartbeats, capacity, locks, tracking)."""

@@ -1,0 +1,1 @@
+"""Orders: placement, lifecycle and audit trail on the PostgreSQL shards (see DESIGN.md)."""

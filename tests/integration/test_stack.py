@@ -1,0 +1,74 @@
+"""The local stack's lifecycle on its own state directory and ports (not the suite's stack)."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ontheway.stack.process import pid_alive, read_pid
+from tests.e2e.conftest import free_port
+
+
+@pytest.fixture
+def stack_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONTHEWAY_")}
+    env.update(
+        ONTHEWAY_STATE_DIR=str(tmp_path / "state"),
+        ONTHEWAY_STACK_PG_PORT=str(free_port()),
+        ONTHEWAY_STACK_REDIS_PORT=str(free_port()),
+    )
+    return env
+
+
+def stack(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ontheway", "stack", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+
+
+def test_stack_starts_recovers_from_crashes_and_stops_what_it_started(
+    stack_env: dict[str, str],
+) -> None:
+    state = Path(stack_env["ONTHEWAY_STATE_DIR"])
+    try:
+        first = stack(stack_env, "up")
+        assert first.returncode == 0, first.stderr
+        assert first.stdout.count("started") == 2
+        status = stack(stack_env, "status")
+        assert status.returncode == 0, status.stdout
+        assert status.stdout.count("healthy") == 3
+
+        again = stack(stack_env, "up")
+        assert again.stdout.count("already running") == 2
+
+        # A crash: both servers die without cleaning up their PID files.
+        pg_pid = read_pid(state / "postgres" / "ontheway.pid")
+        redis_pid = read_pid(state / "redis" / "ontheway.pid")
+        assert pg_pid and redis_pid
+        os.kill(redis_pid, signal.SIGKILL)
+        os.kill(pg_pid, signal.SIGKILL)
+        for pid in (pg_pid, redis_pid):
+            while pid_alive(pid):
+                pass
+        down = stack(stack_env, "status")
+        assert down.returncode == 1
+        assert "down" in down.stdout
+
+        recovered = stack(stack_env, "up")
+        assert recovered.returncode == 0, recovered.stderr
+        assert recovered.stdout.count("started") == 2
+        assert stack(stack_env, "status").returncode == 0
+    finally:
+        pids = [read_pid(state / part / "ontheway.pid") for part in ("postgres", "redis")]
+        stopped = stack(stack_env, "down")
+    assert stopped.returncode == 0
+    assert stopped.stdout.count("stopped") == 2
+    assert all(pid and not pid_alive(pid) for pid in pids)
+    assert stack(stack_env, "status").returncode == 1
