@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -9,6 +10,7 @@ import pytest
 
 from ontheway.connections import Connections
 from ontheway.regions import load_catalog
+from ontheway.schema.admin import migrate_shards
 from ontheway.settings import Settings, load_settings
 from ontheway.stack import LocalStack
 
@@ -17,8 +19,11 @@ from ontheway.stack import LocalStack
 def settings() -> Settings:
     """Settings of the local stack, which is brought up (idempotently) first."""
     base = load_settings()
-    LocalStack.from_settings(base, load_catalog(base.region_catalog).shards()).up()
-    return load_settings()
+    shards = load_catalog(base.region_catalog).shards()
+    LocalStack.from_settings(base, shards).up()
+    ready = load_settings()
+    asyncio.run(migrate_shards(ready, shards))
+    return ready
 
 
 @pytest.fixture(scope="session")

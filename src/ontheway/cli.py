@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -26,6 +28,8 @@ stack_app = typer.Typer(
     help="The local stack of real servers under .ontheway/.", no_args_is_help=True
 )
 app.add_typer(stack_app, name="stack")
+db_app = typer.Typer(help="The PostgreSQL schema of every shard.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -72,6 +76,69 @@ def stack_status() -> None:
     console.print(table)
     if not all(p.healthy for p in parts):
         raise typer.Exit(1)
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending migrations to every shard (idempotent) and create partitions ahead."""
+    from ontheway.schema.admin import migrate_shards
+
+    settings = load_settings()
+    shards = load_catalog(settings.region_catalog).shards()
+    for shard, applied in asyncio.run(migrate_shards(settings, shards)).items():
+        console.print(f"[bold]{shard}[/]: " + (", ".join(applied) or "already current"))
+
+
+@db_app.command("detach")
+def db_detach(
+    before: Annotated[str, typer.Option(help="first month to keep, YYYY-MM")],
+) -> None:
+    """Detach (not drop) the monthly partitions older than BEFORE on every shard."""
+    from datetime import date
+
+    from ontheway.schema.admin import detach_shards
+
+    try:
+        year, month = (int(part) for part in before.split("-"))
+        first_kept = date(year, month, 1)
+    except ValueError:
+        raise typer.BadParameter(f"{before!r} is not YYYY-MM", param_hint="--before") from None
+    settings = load_settings()
+    shards = load_catalog(settings.region_catalog).shards()
+    for shard, names in asyncio.run(detach_shards(settings, shards, first_kept)).items():
+        console.print(f"[bold]{shard}[/]: " + (", ".join(names) or "nothing to detach"))
+
+
+@app.command()
+def seed(
+    region: Annotated[str, typer.Option(help="region id, e.g. sf")],
+    restaurants: Annotated[int, typer.Option(min=0, max=100_000)] = 50,
+    customers: Annotated[int, typer.Option(min=0, max=1_000_000)] = 200,
+    drivers: Annotated[int, typer.Option(min=0, max=1_000_000)] = 100,
+    random_seed: Annotated[int, typer.Option("--seed", help="same seed, same entities")] = 1,
+    out: Annotated[Path | None, typer.Option(help="write the created ids here as JSON")] = None,
+) -> None:
+    """Fill a region with restaurants (menus, stock), customers and drivers."""
+    from ontheway.seeding import seed_command
+
+    settings = load_settings()
+    result = asyncio.run(
+        seed_command(
+            settings,
+            region,
+            restaurants=restaurants,
+            customers=customers,
+            drivers=drivers,
+            seed=random_seed,
+        )
+    )
+    console.print(
+        f"{region}: {len(result['restaurants'])} restaurants, "
+        f"{len(result['customers'])} customers, {len(result['drivers'])} drivers"
+    )
+    if out is not None:
+        out.write_text(json.dumps(result, indent=1))
+        console.print(f"ids written to {out}")
 
 
 @app.command()

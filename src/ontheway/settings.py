@@ -44,6 +44,22 @@ class Settings(BaseSettings):
     stack_pg_port: int = Field(55432, ge=1024, le=65535)
     stack_redis_port: int = Field(56379, ge=1024, le=65535)
     stack_pg_bindir: Path | None = None
+    # Fleet: drivers' live state in Redis.
+    fleet_heartbeat_ttl_s: int = Field(60, gt=0, le=3600, description="status TTL: the heartbeat")
+    fleet_max_active_orders: dict[str, int] = Field(
+        default_factory=lambda: {"bicycle": 1, "scooter": 2, "car": 3},
+        description='most active orders per vehicle type, JSON: {"car": 3}',
+    )
+    fleet_rate_per_s: float = Field(2.0, gt=0, description="location updates a driver may send/s")
+    fleet_rate_burst: int = Field(20, gt=0, description="updates a driver may send at once")
+    fleet_max_clock_skew_s: float = Field(30.0, ge=0, description="how far ahead a fix may be")
+    fleet_max_position_age_s: float = Field(300.0, gt=0, description="how old a fix may be")
+    fleet_flush_interval_s: float = Field(0.01, gt=0, le=1, description="ingest batching window")
+    fleet_batch_size: int = Field(1000, ge=1, le=2000, description="updates per Lua call")
+    fleet_lock_ttl_s: int = Field(30, gt=0, le=600, description="assignment lock lifetime")
+    fleet_slow_path_interval_s: float = Field(60.0, gt=0, description="drivers table refresh")
+    fleet_history_retention_days: int = Field(30, ge=1, description="location history kept")
+    fleet_monitor_interval_s: float = Field(1.0, gt=0, le=5, description="offline sweep period")
 
     @field_validator("shard_dsns")
     @classmethod
@@ -51,6 +67,16 @@ class Settings(BaseSettings):
         for shard, dsn in value.items():
             if not dsn.strip():
                 raise ValueError(f"the DSN of shard {shard!r} is empty")
+        return value
+
+    @field_validator("fleet_max_active_orders")
+    @classmethod
+    def _capacity_per_known_vehicle(cls, value: dict[str, int]) -> dict[str, int]:
+        known = {"bicycle", "scooter", "car"}
+        if set(value) != known:
+            raise ValueError(f"give a maximum for exactly {sorted(known)}")
+        if any(n < 1 for n in value.values()):
+            raise ValueError("every maximum must be at least 1")
         return value
 
     def jwt_key(self) -> str:

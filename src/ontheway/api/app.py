@@ -10,7 +10,7 @@ from fastapi import FastAPI
 import ontheway
 from ontheway.api.deps import AppState
 from ontheway.api.errors import install_error_handlers
-from ontheway.api.routes import system
+from ontheway.api.routes import orders, restaurants, system
 from ontheway.connections import Connections
 from ontheway.regions import load_catalog
 from ontheway.settings import Settings
@@ -40,4 +40,6 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(system.router)
+    app.include_router(orders.router)
+    app.include_router(restaurants.router)
     return app

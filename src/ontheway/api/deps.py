@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -11,6 +11,10 @@ from fastapi import Depends, Request
 from ontheway.auth import Principal, Role, decode_token
 from ontheway.connections import Connections
 from ontheway.errors import Unauthenticated
+from ontheway.orders.queries import OrderQueries
+from ontheway.orders.restaurants import RestaurantQueries
+from ontheway.orders.service import OrderService
+from ontheway.orders.store import ShardAccess
 from ontheway.regions import Catalog
 from ontheway.settings import Settings
 
@@ -23,6 +27,15 @@ class AppState:
     jwt_key: str
     catalog: Catalog
     conns: Connections
+    orders: OrderService = field(init=False)
+    order_queries: OrderQueries = field(init=False)
+    restaurants: RestaurantQueries = field(init=False)
+
+    def __post_init__(self) -> None:
+        shards = ShardAccess(self.conns, self.catalog)
+        self.orders = OrderService(shards)
+        self.order_queries = OrderQueries(shards)
+        self.restaurants = RestaurantQueries(shards)
 
 
 def app_state(request: Request) -> AppState:

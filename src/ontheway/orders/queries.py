@@ -1,0 +1,166 @@
+"""Reads: one order, its audit trail, its state at a moment, and the lists of API.md."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ontheway.errors import DependencyUnavailable
+from ontheway.orders.audit import rebuild
+from ontheway.orders.ids import region_of
+from ontheway.orders.lifecycle import ACTIVE
+from ontheway.orders.models import iso, order_view
+from ontheway.orders.service import fetch_order
+from ontheway.orders.store import ORDER_SELECT, ShardAccess
+
+ACTIVE_STATUSES = sorted(s.value for s in ACTIVE)
+
+# The seed's 30-day summary, per day (served by orders_customer_created).
+SUMMARY_SQL = """
+SELECT date_trunc('day', created_at AT TIME ZONE 'UTC')::date AS order_date,
+       count(*) AS total_orders,
+       count(*) FILTER (WHERE status = 'delivered') AS delivered,
+       count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+       avg(total) AS avg_order_value,
+       avg(extract(epoch FROM delivered_at - created_at) / 60)
+           FILTER (WHERE status = 'delivered') AS avg_delivery_time_mins
+FROM orders
+WHERE customer_id = %s AND created_at >= %s
+GROUP BY 1
+"""
+RESTAURANT_ACTIVE_SQL = (
+    ORDER_SELECT + " WHERE o.restaurant_id = %s AND o.status = ANY(%s) ORDER BY o.created_at"
+)
+DRIVER_ACTIVE_SQL = (
+    ORDER_SELECT + " WHERE o.driver_id = %s AND o.status = ANY(%s) ORDER BY o.created_at"
+)
+
+
+class OrderQueries:
+    """Reads of orders, routed by the region that ids carry."""
+
+    def __init__(self, shards: ShardAccess):
+        self.shards = shards
+
+    async def get(self, order_id: str) -> dict[str, Any]:
+        """One order's row."""
+        async with self.shards.connection(region_of(order_id, "ord")) as conn:
+            return await fetch_order(conn, order_id)
+
+    async def events(self, order_id: str) -> list[dict[str, Any]]:
+        """The audit trail, oldest first."""
+        async with self.shards.connection(region_of(order_id, "ord")) as conn:
+            cur = await conn.execute(
+                "SELECT event_id, event_type, ts, data, actor FROM order_events"
+                " WHERE order_id = %s ORDER BY ts, seq",
+                (order_id,),
+            )
+            return await cur.fetchall()
+
+    async def state_at(self, order_id: str, at: datetime | None) -> dict[str, Any] | None:
+        """The order rebuilt from its events alone, as it was at ``at`` (now when None)."""
+        return rebuild(await self.events(order_id), at)
+
+    async def restaurant_active(self, restaurant_id: str) -> list[dict[str, Any]]:
+        """A restaurant's active orders, oldest first."""
+        async with self.shards.connection(region_of(restaurant_id, "rest")) as conn:
+            cur = await conn.execute(RESTAURANT_ACTIVE_SQL, (restaurant_id, ACTIVE_STATUSES))
+            return [order_view(row) for row in await cur.fetchall()]
+
+    async def driver_active(self, driver_id: str, region: str) -> list[dict[str, Any]]:
+        """A driver's active orders in its region, oldest first."""
+        async with self.shards.connection(region) as conn:
+            cur = await conn.execute(DRIVER_ACTIVE_SQL, (driver_id, ACTIVE_STATUSES))
+            return [order_view(row) for row in await cur.fetchall()]
+
+    async def customer_summary(self, customer_id: str, days: int) -> list[dict[str, Any]]:
+        """Per day over the last ``days``: counts, average value and delivery time. A
+        customer may have ordered in several shards; their days are merged."""
+        since = datetime.now(UTC) - timedelta(days=days)
+        regions = {self.shards.catalog.shard_for(r.region): r.region for r in self.shards.catalog}
+        per_shard = await asyncio.gather(
+            *(self._summary(region, customer_id, since) for region in regions.values())
+        )
+        merged: dict[Any, dict[str, Any]] = {}
+        for rows in per_shard:
+            for row in rows:
+                day = merged.setdefault(
+                    row["order_date"],
+                    {
+                        "order_date": row["order_date"],
+                        "total_orders": 0,
+                        "delivered": 0,
+                        "cancelled": 0,
+                        "_value": 0.0,
+                        "_minutes": 0.0,
+                    },
+                )
+                day["total_orders"] += row["total_orders"]
+                day["delivered"] += row["delivered"]
+                day["cancelled"] += row["cancelled"]
+                day["_value"] += float(row["avg_order_value"]) * row["total_orders"]
+                if row["avg_delivery_time_mins"] is not None:
+                    day["_minutes"] += float(row["avg_delivery_time_mins"]) * row["delivered"]
+        return [
+            {
+                "order_date": day["order_date"].isoformat(),
+                "total_orders": day["total_orders"],
+                "delivered": day["delivered"],
+                "cancelled": day["cancelled"],
+                "avg_order_value": f"{day['_value'] / day['total_orders']:.2f}",
+                "avg_delivery_time_mins": (
+                    round(day["_minutes"] / day["delivered"], 1) if day["delivered"] else None
+                ),
+            }
+            for day in sorted(merged.values(), key=lambda d: d["order_date"], reverse=True)
+        ]
+
+    async def _summary(
+        self,
+        region: str,
+        customer_id: str,
+        since: datetime,
+    ) -> list[dict[str, Any]]:
+        async with self.shards.connection(region) as conn:
+            cur = await conn.execute(SUMMARY_SQL, (customer_id, since))
+            return await cur.fetchall()
+
+    async def active_in_regions(self, regions: list[str]) -> dict[str, Any]:
+        """Active orders of several regions, shard by shard; a shard that is down is reported
+        as unavailable for its regions while the others answer."""
+        by_shard: dict[str, list[str]] = {}
+        for region in regions:
+            by_shard.setdefault(self.shards.catalog.shard_for(region), []).append(region)
+
+        async def one(shard_regions: list[str]) -> list[dict[str, Any]]:
+            async with self.shards.connection(shard_regions[0]) as conn:
+                cur = await conn.execute(
+                    ORDER_SELECT + " WHERE o.region = ANY(%s) AND o.status = ANY(%s)"
+                    " ORDER BY o.created_at LIMIT 1000",
+                    (shard_regions, ACTIVE_STATUSES),
+                )
+                return [order_view(row) for row in await cur.fetchall()]
+
+        results = await asyncio.gather(*(one(r) for r in by_shard.values()), return_exceptions=True)
+        orders: list[dict[str, Any]] = []
+        unavailable: list[dict[str, Any]] = []
+        for shard_regions, result in zip(by_shard.values(), results, strict=True):
+            if isinstance(result, DependencyUnavailable):
+                unavailable.append({"regions": shard_regions, "error": result.message})
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                orders.extend(result)
+        return {"orders": orders, "unavailable": unavailable}
+
+
+def event_view(row: dict[str, Any]) -> dict[str, Any]:
+    """An event as API.md shows it."""
+    return {
+        "event_id": str(row["event_id"]),
+        "event_type": row["event_type"],
+        "timestamp": iso(row["ts"]),
+        "data": row["data"],
+        "actor": row["actor"],
+    }

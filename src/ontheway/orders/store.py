@@ -1,0 +1,49 @@
+"""Access to the shard that holds a region's orders."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from ontheway.connections import Connections, dependency_errors
+from ontheway.regions import Catalog
+
+# The order view's columns, coordinates as plain lat/lng, with the payment's status.
+ORDER_SELECT = """
+SELECT o.order_id, o.region, o.customer_id, o.restaurant_id, o.driver_id, o.items,
+       o.subtotal, o.delivery_fee, o.tip, o.total, o.status, o.delivery_address,
+       ST_Y(o.customer_location::geometry) AS customer_lat,
+       ST_X(o.customer_location::geometry) AS customer_lng,
+       ST_Y(o.restaurant_location::geometry) AS restaurant_lat,
+       ST_X(o.restaurant_location::geometry) AS restaurant_lng,
+       o.created_at, o.pickup_time, o.estimated_delivery, o.delivered_at, o.distance_m,
+       (SELECT p.status FROM payments p WHERE p.order_id = o.order_id
+          AND p.order_created_at = o.created_at ORDER BY p.created_at DESC LIMIT 1)
+          AS payment_status
+FROM orders o
+"""
+
+
+class ShardAccess:
+    """Connections to the shard of a region, with client errors turned into ours."""
+
+    def __init__(self, conns: Connections, catalog: Catalog):
+        self.conns = conns
+        self.catalog = catalog
+
+    @asynccontextmanager
+    async def connection(self, region: str) -> AsyncIterator[AsyncConnection[dict[str, Any]]]:
+        """A connection (dict rows) to the shard of ``region``; errors become 503."""
+        shard = self.catalog.shard_for(region)
+        with dependency_errors(f"the orders shard {shard!r}"):
+            async with self.conns.pool(shard).connection() as conn:
+                default = conn.row_factory
+                conn.row_factory = dict_row  # type: ignore[assignment]
+                try:
+                    yield conn  # type: ignore[misc]
+                finally:
+                    conn.row_factory = default

@@ -1,0 +1,1 @@
+"""The PostgreSQL schema of every shard: versioned SQL migrations and monthly partitions."""
