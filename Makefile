@@ -42,6 +42,7 @@ $(VENV)/.falkordb: | $(VENV)/.installed
 
 up: setup
 	$(ONTHEWAY) stack up
+	$(ONTHEWAY) db migrate
 
 down:
 	$(ONTHEWAY) stack down

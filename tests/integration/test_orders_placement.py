@@ -8,7 +8,7 @@ from ontheway.errors import Conflict, InvalidInput
 from ontheway.orders.models import PlaceOrder
 from ontheway.orders.service import OrderService
 from ontheway.orders.store import ShardAccess
-from tests.integration.conftest import order_for
+from tests.helpers import order_for
 
 
 async def stock(shards: ShardAccess, item_id: str) -> int:
@@ -119,6 +119,13 @@ async def test_concurrent_orders_never_take_stock_below_zero(
     refused = [r for r in results if isinstance(r, Conflict)]
     assert len(placed) == 5 and len(refused) == 3
     assert await stock(shards, item["item_id"]) == 0
+    await restock(shards, item["item_id"])
+
+
+async def restock(shards: ShardAccess, item_id: str) -> None:
+    """Put stock back so that later tests can order the item."""
+    async with shards.connection("sf") as conn:
+        await conn.execute("UPDATE inventory SET quantity = 500 WHERE item_id = %s", (item_id,))
 
 
 # Each step of the placement fails in turn (a trigger raising on that step, for this test's

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,6 +15,7 @@ from ontheway.api.errors import install_error_handlers
 from ontheway.api.routes import orders, restaurants, system
 from ontheway.connections import Connections
 from ontheway.regions import load_catalog
+from ontheway.schema.partitions import keep_partitions_ahead
 from ontheway.settings import Settings
 
 
@@ -27,9 +30,13 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         conns = await Connections.open(settings, shards=catalog.shards())
         app.state.ontheway = AppState(settings, jwt_key, catalog, conns)
+        upkeep = asyncio.create_task(keep_partitions_ahead(conns.shards))
         try:
             yield
         finally:
+            upkeep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await upkeep
             await conns.close()
 
     app = FastAPI(

@@ -31,7 +31,7 @@ class RestaurantQueries:
                 " ST_X(location::geometry) AS lng, ST_Distance(location, p.g) AS distance_m"
                 " FROM restaurants, p WHERE region = %s AND is_open"
                 " AND ST_DWithin(location, p.g, LEAST(delivery_radius_m, %s))"
-                " ORDER BY location <-> p.g LIMIT 100",
+                " ORDER BY distance_m LIMIT 100",
                 (lng, lat, region, radius_mi * METRES_PER_MILE),
             )
             rows = await cur.fetchall()

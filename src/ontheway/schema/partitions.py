@@ -7,11 +7,17 @@ first, since they reference the orders of the same month.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import UTC, date, datetime
 from typing import Any
 
 import psycopg
+import psycopg_pool
 from psycopg import sql
+from psycopg.rows import tuple_row
+
+log = logging.getLogger(__name__)
 
 # Referencing tables first: that is the order in which a month can be detached.
 PARTITIONED_TABLES = ("order_events", "payments", "orders")
@@ -44,8 +50,8 @@ async def ensure_partitions(
         end = add_months(start, 1)
         for table in reversed(PARTITIONED_TABLES):
             name = partition_name(table, start)
-            cur = await conn.execute("SELECT to_regclass(%s)", (name,))
-            row = await cur.fetchone()
+            cur = conn.cursor(row_factory=tuple_row)
+            row = await (await cur.execute("SELECT to_regclass(%s)", (name,))).fetchone()
             if row is not None and row[0] is not None:
                 continue
             await conn.execute(
@@ -64,7 +70,8 @@ async def ensure_partitions(
 
 async def attached_months(conn: psycopg.AsyncConnection[Any]) -> list[date]:
     """The months that have an attached ``orders`` partition, oldest first."""
-    cur = await conn.execute(
+    cur = conn.cursor(row_factory=tuple_row)
+    await cur.execute(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
         "WHERE i.inhparent = 'orders'::regclass ORDER BY c.relname"
     )
@@ -91,3 +98,16 @@ async def detach_before(conn: psycopg.AsyncConnection[Any], before: date) -> lis
                 )
                 detached.append(name)
     return detached
+
+
+async def keep_partitions_ahead(pools: dict[str, Any], interval_s: float = 3600.0) -> None:
+    """Create next month's partitions on every shard, now and every ``interval_s``, for as
+    long as the process runs. A shard that is down is logged and tried again next round."""
+    while True:
+        for shard, pool in pools.items():
+            try:
+                async with pool.connection() as conn:
+                    await ensure_partitions(conn)
+            except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+                log.warning("partitions of shard %s not checked: %s", shard, exc)
+        await asyncio.sleep(interval_s)
