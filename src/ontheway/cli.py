@@ -28,6 +28,8 @@ stack_app = typer.Typer(
     help="The local stack of real servers under .ontheway/.", no_args_is_help=True
 )
 app.add_typer(stack_app, name="stack")
+bench_app = typer.Typer(help="Benchmarks on the local stack.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
 db_app = typer.Typer(help="The PostgreSQL schema of every shard.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 console = Console()
@@ -139,6 +141,20 @@ def seed(
     if out is not None:
         out.write_text(json.dumps(result, indent=1))
         console.print(f"ids written to {out}")
+
+
+@bench_app.command("orders")
+def bench_orders(
+    region: Annotated[str, typer.Option(help="region whose shard takes the load")] = "sf",
+    clients: Annotated[int, typer.Option(min=1, max=256, help="concurrent clients")] = 16,
+    seconds: Annotated[float, typer.Option(min=1, help="duration of each run")] = 10,
+) -> None:
+    """Orders/s and latency, service layer and HTTP, beside pgbench on the same cluster."""
+    from ontheway.bench.orders import run
+
+    asyncio.run(
+        run(load_settings(), region=region, clients=clients, seconds=seconds, console=console)
+    )
 
 
 @app.command()

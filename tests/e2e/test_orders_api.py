@@ -71,8 +71,9 @@ def test_the_delivery_flow_over_http_with_its_audit_trail(
     uid: str,
 ) -> None:
     restaurant = sf["restaurants"][1]
-    order = place(server, f"user_{uid}", order_body(restaurant)).json()
-    oid = order["order_id"]
+    resp = place(server, f"user_{uid}", order_body(restaurant))
+    assert resp.status_code == 201, resp.text
+    oid = resp.json()["order_id"]
     driver = sf["drivers"][0]["driver_id"]
     base = f"{server.base_url}/api/orders/{oid}"
     rest_auth = server.auth(Role.RESTAURANT, restaurant["restaurant_id"])

@@ -92,6 +92,7 @@ async def test_short_stock_is_a_conflict_naming_the_item_and_changes_nothing(
         "payments": 0,
         "order_events": 0,
     }
+    await restock(shards, item["item_id"])
 
 
 async def test_concurrent_orders_never_take_stock_below_zero(

@@ -137,7 +137,7 @@ class OrderQueries:
             async with self.shards.connection(shard_regions[0]) as conn:
                 cur = await conn.execute(
                     ORDER_SELECT + " WHERE o.region = ANY(%s) AND o.status = ANY(%s)"
-                    " ORDER BY o.created_at LIMIT 1000",
+                    " ORDER BY o.created_at DESC LIMIT 1000",
                     (shard_regions, ACTIVE_STATUSES),
                 )
                 return [order_view(row) for row in await cur.fetchall()]

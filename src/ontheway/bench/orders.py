@@ -1,0 +1,203 @@
+"""``ontheway bench orders``: orders placed per second through the service layer and through
+the HTTP API, beside pgbench's TPC-B-like script on the same cluster in the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import subprocess
+import sys
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg import sql
+from rich.console import Console
+from rich.table import Table
+
+from ontheway.auth import Role, issue_token
+from ontheway.bench.common import LoadResult, closed_loop, free_port
+from ontheway.connections import Connections
+from ontheway.orders.models import PlaceOrder
+from ontheway.orders.seed import seed_region
+from ontheway.orders.service import OrderService
+from ontheway.orders.store import ShardAccess
+from ontheway.regions import load_catalog
+from ontheway.settings import Settings
+from ontheway.smoke import wait_healthy
+from ontheway.stack.postgres import find_bindir
+
+BENCH_DB = "ontheway_pgbench"
+
+
+def _bodies(seeded: dict[str, Any], rng: random.Random, n: int) -> list[PlaceOrder]:
+    bodies = []
+    for _ in range(n):
+        rest = rng.choice(seeded["restaurants"])
+        items = rng.sample(rest["items"], k=rng.randint(1, 3))
+        bodies.append(
+            PlaceOrder.model_validate(
+                {
+                    "restaurant_id": rest["restaurant_id"],
+                    "items": [
+                        {"item_id": i["item_id"], "quantity": rng.randint(1, 2)} for i in items
+                    ],
+                    "delivery_location": {
+                        "lat": rest["lat"] + rng.uniform(-0.01, 0.01),
+                        "lng": rest["lng"] + rng.uniform(-0.01, 0.01),
+                    },
+                    "tip": f"{rng.randint(0, 800) / 100:.2f}",
+                }
+            )
+        )
+    return bodies
+
+
+async def _restock(shards: ShardAccess, region: str) -> None:
+    async with shards.connection(region) as conn:
+        await conn.execute(
+            "UPDATE inventory SET quantity = 1000000 WHERE item_id LIKE %s", (f"item_{region}_%",)
+        )
+
+
+def _pgbench(settings: Settings, shard_dsn: str, clients: int, seconds: int) -> float:
+    """TPS of pgbench's built-in TPC-B-like script on the same cluster (a database of its
+    own, created as the cluster's superuser, which the local stack trusts on loopback)."""
+    info = psycopg.conninfo.conninfo_to_dict(shard_dsn)
+    admin = psycopg.conninfo.make_conninfo(shard_dsn, user="postgres", dbname="postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(BENCH_DB)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
+    pgbench = str(find_bindir(settings.stack_pg_bindir) / "pgbench")
+    common = [
+        "-h",
+        str(info.get("host", "127.0.0.1")),
+        "-p",
+        str(info.get("port", 5432)),
+        "-U",
+        "postgres",
+        BENCH_DB,
+    ]
+    try:
+        subprocess.run([pgbench, "-i", "-q", "-s", "10", *common], check=True, capture_output=True)
+        out = subprocess.run(
+            [pgbench, "-c", str(clients), "-j", "2", "-T", str(seconds), *common],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(BENCH_DB)))
+    match = re.search(r"tps = ([\d.]+)", out)
+    return float(match.group(1)) if match else float("nan")
+
+
+async def run(
+    settings: Settings, *, region: str, clients: int, seconds: float, console: Console
+) -> dict[str, LoadResult | float]:
+    """Run the three measurements and print them side by side."""
+    catalog = load_catalog(settings.region_catalog)
+    shard = catalog.shard_for(region)
+    conns = await Connections.open(settings, shards=[shard], pool_max=clients)
+    results: dict[str, LoadResult | float] = {}
+    try:
+        shards = ShardAccess(conns, catalog)
+        seeded = (
+            await seed_region(
+                shards, catalog.get(region), restaurants=200, customers=0, drivers=0, seed=4242
+            )
+        ).to_json()
+        await _restock(shards, region)
+        rng = random.Random(7)
+        bodies = _bodies(seeded, rng, 5000)
+        service = OrderService(shards)
+        await closed_loop(
+            lambda n: service.place(f"user_bench_{n % 997}", bodies[n % 5000]), clients, 1.0
+        )  # warm-up: pools filled, plans cached
+        with console.status("service layer"):
+            results["service"] = await closed_loop(
+                lambda n: service.place(f"user_bench_{n % 997}", bodies[n % 5000]), clients, seconds
+            )
+        results["http"] = await _http(settings, bodies, clients, seconds, console)
+        await _restock(shards, region)
+    finally:
+        await conns.close()
+    with console.status("pgbench"):
+        results["pgbench_tps"] = await asyncio.to_thread(
+            _pgbench, settings, settings.dsn_for(shard), clients, int(seconds)
+        )
+    _print(results, clients, seconds, console)
+    return results
+
+
+async def _http(
+    settings: Settings, bodies: list[PlaceOrder], clients: int, seconds: float, console: Console
+) -> LoadResult:
+    """The same orders through ``POST /api/orders`` of a server in its own process."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ontheway",
+        "serve",
+        "--port",
+        str(port),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    key = settings.jwt_key()
+    tokens = [issue_token(key, Role.CUSTOMER, f"user_bench_{i}") for i in range(clients)]
+    payloads = [b.model_dump(mode="json") for b in bodies]
+    try:
+        await wait_healthy(base, proc, 60)
+        limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+
+            async def call(n: int) -> None:
+                resp = await client.post(
+                    "/api/orders",
+                    json=payloads[n % len(payloads)],
+                    headers={"Authorization": f"Bearer {tokens[n // 1_000_000]}"},
+                )
+                if resp.status_code != 201:
+                    raise RuntimeError(resp.text)
+
+            await closed_loop(call, clients, 1.0)
+            with console.status("HTTP API"):
+                return await closed_loop(call, clients, seconds)
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+def _print(
+    results: dict[str, LoadResult | float], clients: int, seconds: float, console: Console
+) -> None:
+    table = Table(
+        "path",
+        "orders/s",
+        "p50 ms",
+        "p99 ms",
+        "failed",
+        title=f"orders placed, {clients} concurrent clients, {seconds:.0f} s each",
+    )
+    for name in ("service", "http"):
+        r = results[name]
+        assert isinstance(r, LoadResult)
+        table.add_row(
+            name,
+            f"{r.per_second:,.0f}",
+            f"{r.percentile(50):.1f}",
+            f"{r.percentile(99):.1f}",
+            str(r.failed),
+        )
+    pgbench = results["pgbench_tps"]
+    assert isinstance(pgbench, float)
+    table.add_row("pgbench TPC-B (same cluster)", f"{pgbench:,.0f} tps", "", "", "")
+    console.print(table)
+    service = results["service"]
+    assert isinstance(service, LoadResult)
+    console.print(f"service layer / pgbench ratio: {service.per_second / pgbench:.2f}")
