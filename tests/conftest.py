@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -78,3 +79,39 @@ async def sf(shards: ShardAccess, catalog: Catalog) -> dict[str, Any]:
         seed=random.randrange(1 << 30),
     )
     return result.to_json()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def every_order_rebuilds_to_its_row(settings: Settings) -> Iterator[None]:
+    """After the whole run: for every order the tests created, the state rebuilt from its
+    events alone equals the row (the audit trail is complete)."""
+    started = datetime.now(UTC)
+    yield
+    asyncio.run(_audit_orders_since(settings, started))
+
+
+async def _audit_orders_since(settings: Settings, started: datetime) -> None:
+    from ontheway.orders.audit import STATE_FIELDS, rebuild
+    from ontheway.orders.models import order_view
+    from ontheway.orders.store import ORDER_SELECT
+
+    catalog = load_catalog(settings.region_catalog)
+    conns = await Connections.open(settings, shards=catalog.shards(), pool_max=2)
+    mismatches = []
+    checked = 0
+    try:
+        shards = ShardAccess(conns, catalog)
+        queries = OrderQueries(shards)
+        for region in {catalog.shard_for(r.region): r.region for r in catalog}.values():
+            async with shards.connection(region) as conn:
+                cur = await conn.execute(ORDER_SELECT + " WHERE o.created_at >= %s", (started,))
+                rows = await cur.fetchall()
+            for row in rows:
+                rebuilt = rebuild(await queries.events(row["order_id"]))
+                view = order_view(row)
+                checked += 1
+                if rebuilt is None or any(rebuilt[k] != view[k] for k in STATE_FIELDS):
+                    mismatches.append(row["order_id"])
+    finally:
+        await conns.close()
+    assert not mismatches, f"{len(mismatches)} of {checked} orders differ from their events"

@@ -275,3 +275,29 @@ def test_when_one_shard_is_down_only_its_regions_answer_503(
         assert listing["unavailable"][0]["regions"] == ["london"]
     finally:
         stop_server(proc)
+
+
+def test_a_customer_changes_its_order_before_pickup_and_nobody_else_can(
+    server: Server,
+    sf: dict[str, Any],
+    uid: str,
+) -> None:
+    restaurant = sf["restaurants"][2]
+    order = place(server, f"user_{uid}", order_body(restaurant)).json()
+    url = f"{server.base_url}/api/orders/{order['order_id']}"
+    item = restaurant["items"][0]["item_id"]
+    change = {"items": [{"item_id": item, "quantity": 2}]}
+    other = httpx.patch(url, json=change, headers=server.auth(Role.CUSTOMER, "user_other"))
+    assert other.status_code == 403
+    empty = httpx.patch(url, json={}, headers=server.auth(Role.CUSTOMER, f"user_{uid}"))
+    assert empty.status_code == 422
+    done = httpx.patch(url, json=change, headers=server.auth(Role.CUSTOMER, f"user_{uid}"))
+    assert done.status_code == 200, done.text
+    assert done.json()["items"] == [
+        {
+            "item_id": item,
+            "name": restaurant["items"][0]["name"],
+            "price": restaurant["items"][0]["price"],
+            "quantity": 2,
+        }
+    ]

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from ontheway.regions import Latitude, Longitude
 
@@ -44,12 +44,19 @@ class PlaceOrder(BaseModel):
     delivery_location: DeliveryLocation
     tip: Decimal = Field(Decimal("0.00"), ge=0, le=500, max_digits=5, decimal_places=2)
 
-    def quantities(self) -> dict[str, int]:
-        """Quantity per item, lines of the same item added up."""
-        merged: dict[str, int] = {}
-        for line in self.items:
-            merged[line.item_id] = merged.get(line.item_id, 0) + line.quantity
-        return merged
+
+class ChangeOrder(BaseModel):
+    """The body of ``PATCH /api/orders/{id}``: new items, a new address, or both."""
+
+    model_config = ConfigDict(extra="forbid")
+    items: list[OrderLine] | None = Field(None, min_length=1, max_length=MAX_LINES)
+    delivery_location: DeliveryLocation | None = None
+
+    @model_validator(mode="after")
+    def _something_changes(self) -> ChangeOrder:
+        if self.items is None and self.delivery_location is None:
+            raise ValueError("give items, delivery_location or both")
+        return self
 
 
 class CancelOrder(BaseModel):

@@ -11,8 +11,7 @@ from ontheway.orders.audit import rebuild
 from ontheway.orders.ids import region_of
 from ontheway.orders.lifecycle import ACTIVE
 from ontheway.orders.models import iso, order_view
-from ontheway.orders.service import fetch_order
-from ontheway.orders.store import ORDER_SELECT, ShardAccess
+from ontheway.orders.store import ORDER_SELECT, ShardAccess, fetch_order
 
 ACTIVE_STATUSES = sorted(s.value for s in ACTIVE)
 

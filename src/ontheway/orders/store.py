@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from ontheway.connections import Connections, dependency_errors
+from ontheway.errors import NotFound
+from ontheway.orders.lifecycle import EventType
 from ontheway.regions import Catalog
+
+Conn = AsyncConnection[dict[str, Any]]
 
 # The order view's columns, coordinates as plain lat/lng, with the payment's status.
 ORDER_SELECT = """
@@ -47,3 +54,31 @@ class ShardAccess:
                     yield conn  # type: ignore[misc]
                 finally:
                     conn.row_factory = default
+
+
+async def insert_event(
+    conn: Conn,
+    order_id: str,
+    created_at: datetime,
+    event: EventType,
+    actor: str,
+    data: dict[str, Any],
+    ts: datetime,
+) -> None:
+    """Append one event to the audit trail (and the outbox) in the caller's transaction."""
+    await conn.execute(
+        "INSERT INTO order_events (event_id, order_id, order_created_at, event_type, ts, data,"
+        " actor) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (uuid.uuid4(), order_id, created_at, event.value, ts, Jsonb(data), actor),
+    )
+
+
+async def fetch_order(conn: Conn, order_id: str, *, lock: bool = False) -> dict[str, Any]:
+    """One order row with its payment status; NotFound when there is none."""
+    cur = await conn.execute(
+        ORDER_SELECT + " WHERE o.order_id = %s" + (" FOR UPDATE OF o" if lock else ""), (order_id,)
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise NotFound(f"no order {order_id!r}", field="order_id", code="unknown_order")
+    return row

@@ -16,6 +16,7 @@ from ontheway.orders.lifecycle import EventType
 from ontheway.orders.models import (
     AssignDriver,
     CancelOrder,
+    ChangeOrder,
     ConfirmOrder,
     PlaceOrder,
     order_view,
@@ -64,6 +65,20 @@ async def order_events(state: State, caller: Caller, order_id: str) -> list[dict
     """The audit trail, oldest first."""
     access.require_view(caller, await state.order_queries.get(order_id))
     return [event_view(e) for e in await state.order_queries.events(order_id)]
+
+
+@router.patch("/api/orders/{order_id}")
+async def change_order(
+    state: State,
+    caller: Caller,
+    order_id: str,
+    body: ChangeOrder,
+) -> dict[str, Any]:
+    """Change the items or the address before pickup (its customer); stock, totals and the
+    payment follow in the same transaction."""
+    caller.require_role(Role.CUSTOMER)
+    access.require_view(caller, await state.order_queries.get(order_id))
+    return order_view(await state.orders.change(order_id, caller.sub, body))
 
 
 @router.post("/api/orders/{order_id}/cancel")

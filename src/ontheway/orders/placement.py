@@ -1,0 +1,381 @@
+"""Placing an order, and changing it before pickup: each one transaction on the restaurant's
+shard. The restaurant, the items and the address are checked, stock is taken (never below
+zero), prices are computed with Decimal, the payment recorded, the order written and its
+event appended, all or nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from ontheway.errors import Conflict, InvalidInput, NotFound
+from ontheway.orders import pricing
+from ontheway.orders.ids import new_id, region_of
+from ontheway.orders.lifecycle import BEFORE_PICKUP, EventType, Status
+from ontheway.orders.models import (
+    ChangeOrder,
+    DeliveryLocation,
+    OrderLine,
+    PlaceOrder,
+    money_str,
+    order_view,
+)
+from ontheway.orders.store import Conn, ShardAccess, fetch_order, insert_event
+from ontheway.regions import OutsideAllRegions
+
+# A placement's ETA before any driver is known: preparation, then this average speed.
+_BASELINE_SPEED_MPS = 6.0
+_HANDOVER_S = 180
+
+
+def request_hash(customer_id: str, cmd: PlaceOrder) -> str:
+    """A digest of the request, to tell a retry from a different request with the same key."""
+    canonical = json.dumps([customer_id, cmd.model_dump(mode="json")], sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def merged(lines: list[OrderLine]) -> dict[str, int]:
+    """Quantity per item, lines of the same item added up."""
+    out: dict[str, int] = {}
+    for line in lines:
+        out[line.item_id] = out.get(line.item_id, 0) + line.quantity
+    return out
+
+
+class OrderPlacement:
+    """Placing and changing orders."""
+
+    def __init__(self, shards: ShardAccess):
+        self.shards = shards
+
+    def _check_address(self, region: str, loc: DeliveryLocation) -> None:
+        """The address must lie in the restaurant's region."""
+        try:
+            address_region = self.shards.catalog.region_for(loc.lat, loc.lng).region
+        except OutsideAllRegions as exc:
+            raise InvalidInput(
+                exc.message, field="delivery_location", code="outside_all_regions"
+            ) from None
+        if address_region != region:
+            raise InvalidInput(
+                f"the delivery address is in {address_region}, the restaurant in {region}",
+                field="delivery_location",
+                code="address_in_another_region",
+            )
+
+    async def place(
+        self, customer_id: str, cmd: PlaceOrder, idempotency_key: str | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """Place an order; returns (order view, created). A retry with the same key returns
+        the first order with created=False."""
+        try:
+            region = region_of(cmd.restaurant_id, "rest")
+            self.shards.catalog.get(region)
+        except NotFound:
+            raise InvalidInput(
+                f"no restaurant {cmd.restaurant_id!r}",
+                field="restaurant_id",
+                code="unknown_restaurant",
+            ) from None
+        self._check_address(region, cmd.delivery_location)
+        now = datetime.now(UTC)
+        order_id = new_id("ord", region)
+        async with self.shards.connection(region) as conn, conn.transaction():
+            if idempotency_key is not None:
+                digest = request_hash(customer_id, cmd)
+                first = await self._claim_key(conn, customer_id, idempotency_key, digest, order_id)
+                if first is not None:
+                    return order_view(await fetch_order(conn, first)), False
+            row = await self._place(conn, region, order_id, customer_id, cmd, now)
+        return order_view(row), True
+
+    async def _claim_key(
+        self, conn: Conn, customer_id: str, key: str, digest: str, order_id: str
+    ) -> str | None:
+        """Record the key for this order; if a first request holds it, return its order id."""
+        cur = await conn.execute(
+            "INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id)"
+            " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING order_id",
+            (customer_id, key, digest, order_id),
+        )
+        if await cur.fetchone() is not None:
+            return None
+        cur = await conn.execute(
+            "SELECT request_hash, order_id FROM idempotency_keys"
+            " WHERE customer_id = %s AND key = %s",
+            (customer_id, key),
+        )
+        held = await cur.fetchone()
+        assert held is not None
+        if held["request_hash"] != digest:
+            raise Conflict(
+                "this Idempotency-Key was used for a different request",
+                field="Idempotency-Key",
+                code="idempotency_key_reused",
+            )
+        return str(held["order_id"])
+
+    async def _restaurant(
+        self, conn: Conn, restaurant_id: str, loc: DeliveryLocation
+    ) -> dict[str, Any]:
+        """The restaurant and its distance to the address, which must be in its zone."""
+        cur = await conn.execute(
+            "SELECT name, is_open, delivery_radius_m, prep_time_mean_s,"
+            " ST_Y(location::geometry) AS lat, ST_X(location::geometry) AS lng,"
+            " ST_Distance(location, ST_SetSRID(ST_MakePoint(%s, %s), 4326)::geography)"
+            "   AS distance_m"
+            " FROM restaurants WHERE restaurant_id = %s",
+            (loc.lng, loc.lat, restaurant_id),
+        )
+        restaurant = await cur.fetchone()
+        if restaurant is None:
+            raise InvalidInput(
+                f"no restaurant {restaurant_id!r}", field="restaurant_id", code="unknown_restaurant"
+            )
+        if not restaurant["is_open"]:
+            raise Conflict(
+                f"{restaurant['name']} is closed", field="restaurant_id", code="restaurant_closed"
+            )
+        if restaurant["distance_m"] > restaurant["delivery_radius_m"]:
+            raise InvalidInput(
+                f"the address is {restaurant['distance_m']:.0f} m away, outside the delivery "
+                f"zone of {restaurant['name']} ({restaurant['delivery_radius_m']} m)",
+                field="delivery_location",
+                code="outside_delivery_zone",
+            )
+        return restaurant
+
+    async def _place(
+        self,
+        conn: Conn,
+        region: str,
+        order_id: str,
+        customer_id: str,
+        cmd: PlaceOrder,
+        now: datetime,
+    ) -> dict[str, Any]:
+        loc = cmd.delivery_location
+        restaurant = await self._restaurant(conn, cmd.restaurant_id, loc)
+        distance_m = float(restaurant["distance_m"])
+        wanted = merged(cmd.items)
+        lines = await self._lock_stock(conn, cmd.restaurant_id, cmd.items, held={})
+        items = _items(lines, wanted)
+        subtotal = pricing.subtotal([(line["price"], wanted[line["item_id"]]) for line in lines])
+        fee = pricing.delivery_fee(distance_m)
+        total = pricing.money(subtotal + fee + cmd.tip)
+        eta = now + timedelta(
+            seconds=restaurant["prep_time_mean_s"] + _HANDOVER_S + distance_m / _BASELINE_SPEED_MPS
+        )
+        # The row as fetch_order would return it: the event's snapshot needs no extra read.
+        row = {
+            "order_id": order_id,
+            "region": region,
+            "customer_id": customer_id,
+            "restaurant_id": cmd.restaurant_id,
+            "driver_id": None,
+            "items": items,
+            "subtotal": subtotal,
+            "delivery_fee": fee,
+            "tip": cmd.tip,
+            "total": total,
+            "status": Status.SEARCHING_DRIVER.value,
+            "delivery_address": loc.address,
+            "customer_lat": loc.lat,
+            "customer_lng": loc.lng,
+            "restaurant_lat": restaurant["lat"],
+            "restaurant_lng": restaurant["lng"],
+            "created_at": now,
+            "pickup_time": None,
+            "estimated_delivery": eta,
+            "delivered_at": None,
+            "distance_m": distance_m,
+            "payment_status": "authorized",
+        }
+        # One statement takes the stock (checked above under row locks, so never below zero)
+        # and writes the customer, the order, the payment and the event: one round trip
+        # instead of five (foreign keys are checked at the end of the statement).
+        await conn.execute(
+            "WITH s AS (UPDATE inventory i SET quantity = i.quantity - w.quantity,"
+            "   updated_at = %(now)s FROM unnest(%(item_ids)s::text[], %(quantities)s::int[])"
+            "   AS w(item_id, quantity) WHERE i.item_id = w.item_id),"
+            " c AS (INSERT INTO customers (customer_id) VALUES (%(customer)s)"
+            "   ON CONFLICT DO NOTHING),"
+            " o AS (INSERT INTO orders (order_id, region, customer_id, restaurant_id,"
+            "   customer_location, delivery_address, restaurant_location, items, subtotal,"
+            "   delivery_fee, tip, total, status, created_at, estimated_delivery, distance_m)"
+            "   VALUES (%(order)s, %(region)s, %(customer)s, %(restaurant)s,"
+            "   ST_SetSRID(ST_MakePoint(%(lng)s, %(lat)s), 4326)::geography, %(address)s,"
+            "   ST_SetSRID(ST_MakePoint(%(r_lng)s, %(r_lat)s), 4326)::geography, %(items)s,"
+            "   %(subtotal)s, %(fee)s, %(tip)s, %(total)s, %(status)s, %(now)s, %(eta)s,"
+            "   %(distance)s)),"
+            " p AS (INSERT INTO payments (payment_id, order_id, order_created_at, customer_id,"
+            "   amount, status, created_at) VALUES (%(payment)s, %(order)s, %(now)s,"
+            "   %(customer)s, %(total)s, 'authorized', %(now)s))"
+            " INSERT INTO order_events (event_id, order_id, order_created_at, event_type, ts,"
+            "   data, actor) VALUES (%(event)s, %(order)s, %(now)s, %(event_type)s, %(now)s,"
+            "   %(data)s, %(customer)s)",
+            {
+                "item_ids": list(wanted),
+                "quantities": list(wanted.values()),
+                "customer": customer_id,
+                "order": order_id,
+                "region": region,
+                "restaurant": cmd.restaurant_id,
+                "lng": loc.lng,
+                "lat": loc.lat,
+                "address": loc.address,
+                "r_lng": restaurant["lng"],
+                "r_lat": restaurant["lat"],
+                "items": Jsonb(items),
+                "subtotal": subtotal,
+                "fee": fee,
+                "tip": cmd.tip,
+                "total": total,
+                "status": Status.SEARCHING_DRIVER.value,
+                "now": now,
+                "eta": eta,
+                "distance": distance_m,
+                "payment": new_id("pay", region),
+                "event": uuid.uuid4(),
+                "event_type": EventType.ORDER_PLACED.value,
+                "data": Jsonb({"order": order_view(row)}),
+            },
+        )
+        return row
+
+    async def _lock_stock(
+        self, conn: Conn, restaurant_id: str, lines: list[OrderLine], held: dict[str, int]
+    ) -> list[dict[str, Any]]:
+        """Check the items and lock their stock rows (in id order, so concurrent orders never
+        deadlock); ``held`` is stock the order already has and gives back. The caller
+        changes the stock."""
+        wanted = merged(lines)
+        ids = sorted(set(wanted) | set(held))
+        cur = await conn.execute(
+            "SELECT m.item_id, m.name, m.price, m.available, i.quantity FROM menu_items m"
+            " JOIN inventory i USING (item_id) WHERE m.restaurant_id = %s"
+            " AND m.item_id = ANY(%s) ORDER BY m.item_id FOR UPDATE OF i",
+            (restaurant_id, ids),
+        )
+        found = {row["item_id"]: row for row in await cur.fetchall()}
+        for index, line in enumerate(lines):
+            item = found.get(line.item_id)
+            if item is None:
+                raise InvalidInput(
+                    f"{restaurant_id} has no item {line.item_id!r}",
+                    field=f"items.{index}.item_id",
+                    code="unknown_item",
+                )
+            left = item["quantity"] + held.get(line.item_id, 0)
+            if not item["available"] or left < wanted[line.item_id]:
+                raise Conflict(
+                    f"insufficient stock of {item['name']} ({line.item_id}): "
+                    f"{left} left, {wanted[line.item_id]} wanted",
+                    field=f"items.{index}.quantity",
+                    code="insufficient_stock",
+                )
+        return [found[i] for i in sorted(wanted)]
+
+    async def change(self, order_id: str, actor: str, cmd: ChangeOrder) -> dict[str, Any]:
+        """Change the items or the address before pickup: stock, totals and the payment are
+        adjusted in one transaction, with an ``ORDER_CHANGED`` event."""
+        region = region_of(order_id, "ord")
+        if cmd.delivery_location is not None:
+            self._check_address(region, cmd.delivery_location)
+        now = datetime.now(UTC)
+        async with self.shards.connection(region) as conn, conn.transaction():
+            order = await fetch_order(conn, order_id, lock=True)
+            if order["status"] not in BEFORE_PICKUP:
+                raise Conflict(
+                    f"an order that is {order['status']} can no longer be changed",
+                    field="status",
+                    code="illegal_transition",
+                )
+            view = order_view(order)
+            loc = cmd.delivery_location or DeliveryLocation(
+                lat=order["customer_lat"],
+                lng=order["customer_lng"],
+                address=order["delivery_address"] or "",
+            )
+            restaurant = await self._restaurant(conn, order["restaurant_id"], loc)
+            held = {line["item_id"]: int(line["quantity"]) for line in order["items"]}
+            new_lines = cmd.items or [
+                OrderLine(item_id=i, quantity=q) for i, q in sorted(held.items())
+            ]
+            wanted = merged(new_lines)
+            lines = await self._lock_stock(conn, order["restaurant_id"], new_lines, held=held)
+            items = _items(lines, wanted)
+            subtotal = pricing.subtotal(
+                [(line["price"], wanted[line["item_id"]]) for line in lines]
+            )
+            distance_m = float(restaurant["distance_m"])
+            fee = pricing.delivery_fee(distance_m)
+            total = pricing.money(subtotal + fee + Decimal(order["tip"]))
+            delta = {i: wanted.get(i, 0) - held.get(i, 0) for i in set(wanted) | set(held)}
+            await conn.execute(
+                "UPDATE inventory i SET quantity = i.quantity - d.delta, updated_at = %s"
+                " FROM unnest(%s::text[], %s::int[]) AS d(item_id, delta)"
+                " WHERE i.item_id = d.item_id",
+                (now, list(delta), list(delta.values())),
+            )
+            await conn.execute(
+                "UPDATE orders SET items = %s, subtotal = %s, delivery_fee = %s, total = %s,"
+                " customer_location = ST_SetSRID(ST_MakePoint(%s, %s), 4326)::geography,"
+                " delivery_address = %s, distance_m = %s"
+                " WHERE order_id = %s AND created_at = %s",
+                (
+                    Jsonb(items),
+                    subtotal,
+                    fee,
+                    total,
+                    loc.lng,
+                    loc.lat,
+                    loc.address,
+                    distance_m,
+                    order_id,
+                    order["created_at"],
+                ),
+            )
+            await conn.execute(
+                "UPDATE payments SET amount = %s, updated_at = %s"
+                " WHERE order_id = %s AND order_created_at = %s",
+                (total, now, order_id, order["created_at"]),
+            )
+            changes = {
+                "items": items,
+                "subtotal": money_str(subtotal),
+                "delivery_fee": money_str(fee),
+                "total": money_str(total),
+                "distance_m": distance_m,
+                "customer_location": {"lat": loc.lat, "lng": loc.lng, "address": loc.address},
+            }
+            moved = changes["customer_location"] != view["customer_location"]
+            await insert_event(
+                conn,
+                order_id,
+                order["created_at"],
+                EventType.ORDER_CHANGED,
+                actor,
+                {"changes": changes, "address_moved": moved},
+                now,
+            )
+            return await fetch_order(conn, order_id)
+
+
+def _items(lines: list[dict[str, Any]], wanted: dict[str, int]) -> list[dict[str, Any]]:
+    """The order's items as stored and shown: id, name, price and quantity."""
+    return [
+        {
+            "item_id": line["item_id"],
+            "name": line["name"],
+            "price": money_str(line["price"]),
+            "quantity": wanted[line["item_id"]],
+        }
+        for line in lines
+    ]
