@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ontheway.auth import Role, issue_token
+from ontheway.connections import Connections
 from ontheway.errors import OnTheWayError
 from ontheway.regions import load_catalog
 from ontheway.settings import Settings, load_settings
@@ -32,6 +33,8 @@ bench_app = typer.Typer(help="Benchmarks on the local stack.", no_args_is_help=T
 app.add_typer(bench_app, name="bench")
 db_app = typer.Typer(help="The PostgreSQL schema of every shard.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+roads_app = typer.Typer(help="Road maps from OpenStreetMap, in FalkorDB.", no_args_is_help=True)
+app.add_typer(roads_app, name="roads")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -155,6 +158,37 @@ def bench_orders(
     asyncio.run(
         run(load_settings(), region=region, clients=clients, seconds=seconds, console=console)
     )
+
+
+@roads_app.command("import")
+def roads_import(
+    file: Annotated[Path, typer.Argument(help="an .osm, .osm.bz2 or .osm.pbf extract")],
+    region: Annotated[str, typer.Option(help="region id, e.g. sf")],
+) -> None:
+    """Import the car roads of an OpenStreetMap file as the region's road graph (replacing it)."""
+    from ontheway.roads.commands import import_command
+
+    asyncio.run(import_command(load_settings(), region, file, console))
+
+
+@app.command()
+def relay() -> None:
+    """Publish every shard's order events to the event stream until SIGTERM."""
+    from ontheway.events.factory import open_bus
+    from ontheway.events.relay import run_relay
+    from ontheway.runner import run_until_signalled
+
+    settings = load_settings()
+
+    async def main(conns: Connections, stop: asyncio.Event) -> None:
+        bus = open_bus(settings, conns)
+        try:
+            await run_relay(conns, bus, stop=stop)
+        finally:
+            await bus.close()
+
+    console.print(f"relay: publishing to the {settings.bus} event stream; Ctrl-C to stop")
+    asyncio.run(run_until_signalled(settings, main))
 
 
 @app.command()

@@ -104,7 +104,7 @@ def test_the_openapi_description_is_served(server: Server) -> None:
 
 
 def test_a_dependency_that_is_down_gives_503_quickly_not_a_hang(server: Server) -> None:
-    from tests.e2e.conftest import free_port
+    from ontheway.bench.common import free_port
 
     dead = f"redis://127.0.0.1:{free_port()}/0"
     base, proc = start_server(

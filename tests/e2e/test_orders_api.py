@@ -6,8 +6,9 @@ import httpx
 import pytest
 
 from ontheway.auth import Role
+from ontheway.bench.common import free_port
 from ontheway.orders.store import ShardAccess
-from tests.e2e.conftest import Server, free_port, start_server, stop_server
+from tests.e2e.conftest import Server, start_server, stop_server
 from tests.helpers import order_body
 
 

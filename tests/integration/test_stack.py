@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from ontheway.bench.common import free_port
 from ontheway.stack.process import pid_alive, read_pid
-from tests.e2e.conftest import free_port
 
 
 @pytest.fixture

@@ -1,0 +1,133 @@
+"""The event stream on Redis Streams: one stream, consumer groups, ``XAUTOCLAIM`` to take
+over what a crashed consumer held, a dead-letter stream, and approximate trimming."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from ontheway.connections import dependency_errors
+from ontheway.events.bus import DEAD_LETTER, TOPIC, Delivery
+from ontheway.events.model import Event
+
+
+@dataclass
+class RedisStreamsBus:
+    """Events on the stream ``events:order_events`` of one Redis."""
+
+    client: aioredis.Redis
+    max_attempts: int = 5
+    claim_idle_s: float = 30.0
+    maxlen: int = 1_000_000
+    stream: str = f"events:{TOPIC}"
+    dead_stream: str = f"events:{DEAD_LETTER}"
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        """XADD each event, in order, in one pipeline; old entries are trimmed (about)."""
+        if not events:
+            return
+        with dependency_errors("Redis (event stream)"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for event in events:
+                    pipe.xadd(
+                        self.stream,
+                        {"event": event.to_json()},
+                        maxlen=self.maxlen,
+                        approximate=True,
+                    )
+                await pipe.execute()
+
+    async def subscribe(self, group: str, consumer: str) -> RedisSubscription:
+        """Join ``group`` (created at the start of the stream if new) as ``consumer``."""
+        with dependency_errors("Redis (event stream)"):
+            try:
+                await self.client.xgroup_create(self.stream, group, id="0", mkstream=True)
+            except redis.exceptions.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        return RedisSubscription(self, group, consumer)
+
+    async def dead_letters(self, limit: int = 100) -> list[tuple[Event, str]]:
+        """Events given up on, oldest first, with the error of their last attempt."""
+        with dependency_errors("Redis (event stream)"):
+            entries: Any = await self.client.xrange(self.dead_stream, count=limit)
+        return [
+            (Event.from_json(fields[b"event"]), fields[b"error"].decode()) for _, fields in entries
+        ]
+
+    async def close(self) -> None:
+        """The client belongs to the caller; nothing to release here."""
+
+
+@dataclass
+class RedisSubscription:
+    """One consumer of a consumer group on the stream."""
+
+    bus: RedisStreamsBus
+    group: str
+    consumer: str
+    _failures_key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._failures_key = f"events:failures:{self.group}"
+
+    async def fetch(self, max_events: int, timeout_s: float) -> list[Delivery]:
+        """First what other (crashed) consumers held too long, then new events."""
+        client, stream = self.bus.client, self.bus.stream
+        with dependency_errors("Redis (event stream)"):
+            claimed: Any = await client.xautoclaim(
+                stream, self.group, self.consumer,
+                min_idle_time=int(self.bus.claim_idle_s * 1000), start_id="0-0",
+                count=max_events,
+            )  # fmt: skip
+            entries: list[tuple[bytes, dict[bytes, bytes]]] = [
+                e for e in claimed[1] if e is not None and e[1] is not None
+            ]
+            if not entries:
+                read: Any = await client.xreadgroup(
+                    self.group, self.consumer, {stream: ">"}, count=max_events,
+                    block=max(1, int(timeout_s * 1000)),
+                )  # fmt: skip
+                entries = read[0][1] if read else []
+            if not entries:
+                return []
+            ids = [entry_id for entry_id, _ in entries]
+            failures = await client.hmget(self._failures_key, ids)
+        return [
+            Delivery(Event.from_json(fields[b"event"]), int(failed or 0) + 1, entry_id)
+            for (entry_id, fields), failed in zip(entries, failures, strict=True)
+        ]
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """XACK the entries (and forget their failures)."""
+        if not deliveries:
+            return
+        ids = [d.token for d in deliveries]
+        with dependency_errors("Redis (event stream)"):
+            async with self.bus.client.pipeline(transaction=False) as pipe:
+                pipe.xack(self.bus.stream, self.group, *ids)
+                pipe.hdel(self._failures_key, *ids)
+                await pipe.execute()
+
+    async def fail(self, delivery: Delivery, error: str) -> None:
+        """Count the failure; the entry stays pending and comes back after ``claim_idle_s``,
+        or goes to the dead-letter stream once ``max_attempts`` is reached."""
+        client = self.bus.client
+        with dependency_errors("Redis (event stream)"):
+            failed = await client.hincrby(self._failures_key, delivery.token, 1)
+            if failed >= self.bus.max_attempts:
+                async with client.pipeline(transaction=True) as pipe:
+                    pipe.xadd(self.bus.dead_stream, {
+                        "event": delivery.event.to_json(), "group": self.group,
+                        "error": error[:2000], "attempts": str(failed),
+                    })  # fmt: skip
+                    pipe.xack(self.bus.stream, self.group, delivery.token)
+                    pipe.hdel(self._failures_key, delivery.token)
+                    await pipe.execute()
+
+    async def close(self) -> None:
+        """Nothing to release: pending entries stay in the group for others to claim."""

@@ -1,0 +1,156 @@
+"""The outbox relay: publishes each shard's ``order_events`` to the event stream, at least
+once, in the order of the transactions that wrote them, from a cursor kept in PostgreSQL.
+
+Why (txid, seq) and not seq alone: ``seq`` is taken when a row is inserted, not when its
+transaction commits, so a slow transaction can commit a lower seq after the relay has moved
+past it. The relay reads only rows of transactions older than every running one
+(``pg_snapshot_xmin``): no row can appear behind the cursor later. Within one order the
+order holds too, because every transaction that writes an order's event first touches the
+order's row, so a later writer of the same order gets a later transaction id.
+
+Several relays may run for one shard: an advisory lock lets one of them work a batch at a
+time. A relay killed after publishing and before moving its cursor publishes that batch
+again (at least once; consumers are idempotent by event id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg.rows import dict_row
+
+from ontheway.connections import Connections, dependency_errors
+from ontheway.events.bus import EventBus
+from ontheway.events.model import Event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RelayLag:
+    """How far a shard's relay is behind: unpublished events and the age of the oldest."""
+
+    shard: str
+    events: int
+    seconds: float
+
+
+def _lock_key(shard: str) -> int:
+    return zlib.crc32(f"outbox:{shard}".encode())
+
+
+async def relay_batch(
+    conns: Connections, shard: str, bus: EventBus, limit: int = 500, cursor: str | None = None
+) -> int:
+    """Publish the next batch of one shard; returns how many events went out (0 if none
+    or if another relay holds the shard). ``cursor`` names the position kept in PostgreSQL
+    (the shard's name by default; one per destination stream)."""
+    cursor = cursor or shard
+    with dependency_errors(f"the orders shard {shard!r}"):
+        async with conns.pool(shard).connection() as conn:
+            await conn.execute(
+                "INSERT INTO outbox_cursor (stream) VALUES (%s) ON CONFLICT DO NOTHING", (cursor,)
+            )
+            await conn.commit()
+            # No write before the read below: a transaction id of our own would hold
+            # pg_snapshot_xmin back and delay what we may publish.
+            async with conn.transaction():
+                return await _publish_next(conn, shard, cursor, bus, limit)
+
+
+async def _publish_next(conn: Any, shard: str, cursor: str, bus: EventBus, limit: int) -> int:
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute("SELECT pg_try_advisory_xact_lock(%s) AS mine", (_lock_key(cursor),))
+    lock = await cur.fetchone()
+    if not lock or not lock["mine"]:
+        return 0
+    await cur.execute(
+        "SELECT e.event_id, e.order_id, e.event_type, e.ts, e.data, e.actor, e.seq,"
+        " e.txid::text AS txid FROM order_events e, outbox_cursor c"
+        " WHERE c.stream = %s AND (e.txid, e.seq) > (c.last_txid, c.last_seq)"
+        " AND e.txid < pg_snapshot_xmin(pg_current_snapshot())"
+        " ORDER BY e.txid, e.seq LIMIT %s",
+        (cursor, limit),
+    )
+    rows = await cur.fetchall()
+    if not rows:
+        return 0
+    await bus.publish([_event(row, shard) for row in rows])
+    last = rows[-1]
+    await cur.execute(
+        "UPDATE outbox_cursor SET last_txid = %s::xid8, last_seq = %s,"
+        " published = published + %s, updated_at = now() WHERE stream = %s",
+        (last["txid"], last["seq"], len(rows), cursor),
+    )
+    return len(rows)
+
+
+def _event(row: dict[str, Any], shard: str) -> Event:
+    return Event(
+        event_id=str(row["event_id"]), order_id=row["order_id"], event_type=row["event_type"],
+        ts=row["ts"], data=row["data"], actor=row["actor"], shard=shard, seq=row["seq"],
+    )  # fmt: skip
+
+
+async def start_at_end(conns: Connections, shard: str, cursor: str) -> None:
+    """Create ``cursor`` positioned before the oldest running transaction, so that it
+    publishes what comes next and no history from before it (a few finished events may be
+    published too: at least once, never fewer)."""
+    with dependency_errors(f"the orders shard {shard!r}"):
+        async with conns.pool(shard).connection() as conn:
+            await conn.execute(
+                "INSERT INTO outbox_cursor (stream, last_txid, last_seq)"
+                " VALUES (%s, pg_snapshot_xmin(pg_current_snapshot()), 0)"
+                " ON CONFLICT (stream) DO NOTHING",
+                (cursor,),
+            )
+            await conn.commit()
+
+
+async def relay_lag(conns: Connections, shard: str, cursor: str | None = None) -> RelayLag:
+    """Unpublished events of a shard (counted up to 100,000) and the age of the oldest."""
+    cursor = cursor or shard
+    with dependency_errors(f"the orders shard {shard!r}"):
+        async with conns.pool(shard).connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                "SELECT count(*) AS n, min(e.ts) AS oldest FROM (SELECT ts FROM order_events e"
+                " LEFT JOIN outbox_cursor c ON c.stream = %s"
+                " WHERE (e.txid, e.seq) > (coalesce(c.last_txid, '0'), coalesce(c.last_seq, 0))"
+                " LIMIT 100000) e",
+                (cursor,),
+            )
+            row = await cur.fetchone()
+    assert row is not None
+    oldest = row["oldest"]
+    age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
+    return RelayLag(shard, int(row["n"]), max(0.0, age))
+
+
+async def run_relay(
+    conns: Connections, bus: EventBus, *, idle_s: float = 0.05, stop: asyncio.Event | None = None
+) -> None:
+    """Relay every shard of ``conns`` until ``stop`` is set; a shard that is down is retried
+    with backoff while the others keep going."""
+    stop = stop or asyncio.Event()
+    backoff = {shard: 0.0 for shard in conns.shards}
+    while not stop.is_set():
+        busy = False
+        for shard in conns.shards:
+            if backoff[shard] > asyncio.get_running_loop().time():
+                continue
+            try:
+                busy |= await relay_batch(conns, shard, bus) > 0
+                backoff[shard] = 0.0
+            except Exception as exc:  # recorded, retried; one bad shard must not stop others
+                log.warning("relay of shard %s failed: %s", shard, exc)
+                backoff[shard] = asyncio.get_running_loop().time() + 1.0
+        if not busy:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), idle_s)

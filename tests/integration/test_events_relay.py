@@ -1,0 +1,136 @@
+"""The outbox relay against the real shard and the Redis stream."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import pytest
+
+from ontheway.connections import Connections
+from ontheway.events.model import Event
+from ontheway.events.redis_streams import RedisStreamsBus
+from ontheway.events.relay import relay_batch, relay_lag, start_at_end
+from ontheway.orders.lifecycle import EventType
+from ontheway.orders.service import OrderService
+from ontheway.orders.store import ShardAccess
+from tests.helpers import order_for
+
+
+@pytest.fixture
+async def stream(conns: Connections) -> AsyncIterator[tuple[RedisStreamsBus, str]]:
+    """A stream of its own and a relay cursor of its own, starting now."""
+    name = uuid.uuid4().hex[:10]
+    bus = RedisStreamsBus(conns.require_redis(), stream=f"test:relay:{name}")
+    await start_at_end(conns, "americas", f"test-{name}")
+    yield bus, f"test-{name}"
+    await conns.require_redis().delete(bus.stream)
+
+
+async def published(bus: RedisStreamsBus) -> list[Event]:
+    entries = await bus.client.xrange(bus.stream)
+    return [Event.from_json(fields[b"event"]) for _, fields in entries]
+
+
+async def relay_all(conns: Connections, bus: Any, cursor: str) -> int:
+    total = 0
+    while (n := await relay_batch(conns, "americas", bus, limit=50, cursor=cursor)) > 0:
+        total += n
+    return total
+
+
+async def test_the_relay_publishes_each_orders_events_in_order_and_resumes_from_its_cursor(
+    conns: Connections,
+    orders: OrderService,
+    sf: dict[str, Any],
+    uid: str,
+    stream: tuple[RedisStreamsBus, str],
+) -> None:
+    bus, cursor = stream
+    ids = []
+    for _ in range(3):
+        order, _ = await orders.place(f"user_{uid}", order_for(sf["restaurants"][0]))
+        ids.append(order["order_id"])
+    await orders.transition(ids[0], EventType.ORDER_CANCELLED, f"user_{uid}")
+    assert (await relay_lag(conns, "americas", cursor)).events >= 4
+    assert await relay_all(conns, bus, cursor) >= 4
+    assert (await relay_lag(conns, "americas", cursor)).events == 0
+    mine = [e for e in await published(bus) if e.order_id in ids]
+    assert [e.event_type for e in mine if e.order_id == ids[0]] == [
+        "ORDER_PLACED",
+        "ORDER_CANCELLED",
+    ]
+    assert {e.order_id for e in mine} == set(ids)
+    assert await relay_all(conns, bus, cursor) == 0  # nothing twice from the cursor
+
+
+async def test_an_event_that_commits_late_is_not_skipped(
+    conns: Connections,
+    shards: ShardAccess,
+    orders: OrderService,
+    sf: dict[str, Any],
+    uid: str,
+    stream: tuple[RedisStreamsBus, str],
+) -> None:
+    bus, cursor = stream
+    slow_order, _ = await orders.place(f"user_{uid}", order_for(sf["restaurants"][1]))
+    await relay_all(conns, bus, cursor)
+    # A slow transaction writes an event and stays open while a fast one commits after it.
+    async with shards.connection("sf") as slow:
+        await slow.execute(
+            "INSERT INTO order_events (event_id, order_id, order_created_at, event_type, actor)"
+            " SELECT %s, order_id, created_at, 'ORDER_READY', 'slow' FROM orders"
+            " WHERE order_id = %s",
+            (uuid.uuid4(), slow_order["order_id"]),
+        )
+        fast, _ = await orders.place(f"user_{uid}", order_for(sf["restaurants"][1]))
+        await relay_all(conns, bus, cursor)
+        seen = {e.order_id for e in await published(bus)}
+        assert fast["order_id"] not in seen  # held back: an older transaction is open
+        await slow.commit()
+    await relay_all(conns, bus, cursor)
+    late = [
+        e for e in await published(bus) if e.order_id in (slow_order["order_id"], fast["order_id"])
+    ]
+    assert [e.event_type for e in late if e.order_id == slow_order["order_id"]] == [
+        "ORDER_PLACED",
+        "ORDER_READY",
+    ]
+    assert fast["order_id"] in {e.order_id for e in late}
+
+
+class CrashAfterPublish:
+    """A relay destination that takes the events and then dies before the cursor moves."""
+
+    def __init__(self, bus: RedisStreamsBus):
+        self.bus = bus
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        await self.bus.publish(events)
+        raise RuntimeError("relay killed mid-batch")
+
+
+async def test_a_relay_killed_mid_batch_loses_nothing_and_keeps_each_orders_order(
+    conns: Connections,
+    orders: OrderService,
+    sf: dict[str, Any],
+    uid: str,
+    stream: tuple[RedisStreamsBus, str],
+) -> None:
+    bus, cursor = stream
+    ids = []
+    for _ in range(3):
+        order, _ = await orders.place(f"user_{uid}", order_for(sf["restaurants"][2]))
+        await orders.transition(order["order_id"], EventType.ORDER_CANCELLED, f"user_{uid}")
+        ids.append(order["order_id"])
+    with pytest.raises(RuntimeError):
+        await relay_batch(conns, "americas", CrashAfterPublish(bus), cursor=cursor)  # type: ignore[arg-type]
+    await relay_all(conns, bus, cursor)
+    mine = [e for e in await published(bus) if e.order_id in ids]
+    assert {e.order_id for e in mine} == set(ids)
+    for order_id in ids:
+        kinds = [e.event_type for e in mine if e.order_id == order_id]
+        first_seen = list(dict.fromkeys(kinds))
+        assert first_seen == ["ORDER_PLACED", "ORDER_CANCELLED"]
+    assert len(mine) > len({e.event_id for e in mine})  # the batch went out twice
