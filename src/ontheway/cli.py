@@ -33,8 +33,6 @@ bench_app = typer.Typer(help="Benchmarks on the local stack.", no_args_is_help=T
 app.add_typer(bench_app, name="bench")
 db_app = typer.Typer(help="The PostgreSQL schema of every shard.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-roads_app = typer.Typer(help="Road maps from OpenStreetMap, in FalkorDB.", no_args_is_help=True)
-app.add_typer(roads_app, name="roads")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -160,17 +158,6 @@ def bench_orders(
     )
 
 
-@roads_app.command("import")
-def roads_import(
-    file: Annotated[Path, typer.Argument(help="an .osm, .osm.bz2 or .osm.pbf extract")],
-    region: Annotated[str, typer.Option(help="region id, e.g. sf")],
-) -> None:
-    """Import the car roads of an OpenStreetMap file as the region's road graph (replacing it)."""
-    from ontheway.roads.commands import import_command
-
-    asyncio.run(import_command(load_settings(), region, file, console))
-
-
 @app.command()
 def relay() -> None:
     """Publish every shard's order events to the event stream until SIGTERM."""
@@ -183,11 +170,42 @@ def relay() -> None:
     async def main(conns: Connections, stop: asyncio.Event) -> None:
         bus = open_bus(settings, conns)
         try:
-            await run_relay(conns, bus, stop=stop)
+            await run_relay(conns, bus, settings.event_stream, stop=stop)
         finally:
             await bus.close()
 
     console.print(f"relay: publishing to the {settings.bus} event stream; Ctrl-C to stop")
+    asyncio.run(run_until_signalled(settings, main))
+
+
+@app.command()
+def worker(
+    consumer: Annotated[str, typer.Option(help="payments, eta or analytics")],
+) -> None:
+    """Run one consumer of the event stream until SIGTERM (any number may run side by side)."""
+    from ontheway.events.consumers import CONSUMERS
+    from ontheway.events.factory import open_bus
+    from ontheway.events.worker import run_worker
+    from ontheway.runner import run_until_signalled
+
+    if consumer not in CONSUMERS:
+        raise typer.BadParameter(
+            f"{consumer!r} is not one of {', '.join(sorted(CONSUMERS))}", param_hint="--consumer"
+        )
+    settings = load_settings()
+
+    async def main(conns: Connections, stop: asyncio.Event) -> None:
+        bus = open_bus(settings, conns)
+        try:
+            stats = await run_worker(conns, bus, CONSUMERS[consumer], stop=stop)
+        finally:
+            await bus.close()
+        console.print(
+            f"{consumer}: {stats.handled} handled, {stats.duplicates} duplicates, "
+            f"{stats.failed} failures"
+        )
+
+    console.print(f"worker {consumer}: consuming the {settings.bus} event stream")
     asyncio.run(run_until_signalled(settings, main))
 
 

@@ -7,8 +7,8 @@ the end. ``dependency_errors`` is the one place where client-library errors beco
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +17,7 @@ import psycopg_pool
 import redis.asyncio as aioredis
 import redis.exceptions
 from falkordb.asyncio import FalkorDB
+from psycopg.rows import dict_row
 
 from ontheway.errors import ConfigurationError, DependencyUnavailable
 from ontheway.settings import Settings
@@ -112,6 +113,18 @@ class Connections:
             return self.shards[shard]
         except KeyError:
             raise ConfigurationError(f"no connection pool for shard {shard!r}") from None
+
+    @asynccontextmanager
+    async def shard_connection(self, shard: str) -> AsyncIterator[Any]:
+        """A connection of one shard that returns rows as dicts; errors become 503."""
+        with dependency_errors(f"the orders shard {shard!r}"):
+            async with self.pool(shard).connection() as conn:
+                default = conn.row_factory
+                conn.row_factory = dict_row  # type: ignore[assignment]
+                try:
+                    yield conn
+                finally:
+                    conn.row_factory = default
 
     def require_redis(self) -> aioredis.Redis:
         if self.redis is None:

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     falkordb_url: str | None = Field(None, description="FalkorDB for road graphs")
     bus: Literal["redis", "kafka"] = Field("redis", description="event stream backend")
     kafka_bootstrap_servers: str | None = Field(None, description="host:port[,host:port]")
+    event_stream: str = Field(
+        "order_events", pattern=r"^[a-z0-9_.-]{1,64}$",
+        description="name of the event stream (Redis stream / Kafka topic)",
+    )  # fmt: skip
     jwt_secret: SecretStr = Field(SecretStr(DEV_JWT_SECRET), description="HS256 signing key")
     jwt_default_ttl_s: int = Field(3600, gt=0, le=30 * 86400)
     region_catalog: Path | None = Field(None, description="extra or overriding regions (JSON)")
@@ -59,6 +63,8 @@ class Settings(BaseSettings):
     fleet_lock_ttl_s: int = Field(30, gt=0, le=600, description="assignment lock lifetime")
     fleet_slow_path_interval_s: float = Field(60.0, gt=0, description="drivers table refresh")
     fleet_history_retention_days: int = Field(30, ge=1, description="location history kept")
+    fleet_history_enabled: bool = Field(True, description="keep every position in PostgreSQL")
+    fleet_history_flush_s: float = Field(1.0, gt=0, le=60, description="history COPY period")
     fleet_monitor_interval_s: float = Field(1.0, gt=0, le=5, description="offline sweep period")
 
     @field_validator("shard_dsns")

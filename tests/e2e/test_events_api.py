@@ -1,12 +1,18 @@
 import asyncio
+import os
 import signal
+import subprocess
 import sys
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import pytest
 
 from ontheway.auth import Role
 from ontheway.connections import Connections
+from ontheway.events.relay import cursor_name, start_at_end
+from ontheway.orders.lifecycle import EventType
 from ontheway.orders.service import OrderService
 from tests.e2e.conftest import Server
 from tests.helpers import order_for
@@ -28,30 +34,99 @@ def test_metrics_are_for_ops_and_carry_the_relay_lag(server: Server) -> None:
     assert 'ontheway_dependency_up{dependency="redis"} 1.0' in resp.text
 
 
+@pytest.fixture
+async def stream_env(conns: Connections, uid: str) -> AsyncIterator[dict[str, str]]:
+    """An event stream of the test's own for the processes it starts, relayed from now on."""
+    stream = f"test_{uid}"
+    for shard in conns.shards:
+        await start_at_end(conns, shard, cursor_name(stream, shard))
+    yield {**os.environ, "ONTHEWAY_EVENT_STREAM": stream}
+    await conns.require_redis().delete(f"events:{stream}", f"events:{stream}.dead")
+
+
+async def start(env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ontheway", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def stop(*procs: asyncio.subprocess.Process) -> list[int]:
+    """SIGTERM each process and wait for it; returns the exit codes."""
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    return [await asyncio.wait_for(proc.wait(), 30) for proc in procs]
+
+
 async def test_the_relay_command_publishes_new_orders_and_stops_cleanly_on_sigterm(
     conns: Connections,
     orders: OrderService,
     sf: dict[str, Any],
     uid: str,
+    stream_env: dict[str, str],
 ) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ontheway", "relay",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    relay = await start(stream_env, "relay")
     try:
         order, _ = await orders.place(f"user_{uid}", order_for(sf["restaurants"][0]))
-        redis = conns.require_redis()
+        stream = f"events:{stream_env['ONTHEWAY_EVENT_STREAM']}"
         found = False
         for _ in range(300):
-            entries = await redis.xrevrange("events:order_events", count=2000)
+            entries = await conns.require_redis().xrange(stream)
             found = any(order["order_id"].encode() in fields[b"event"] for _, fields in entries)
             if found:
                 break
             await asyncio.sleep(0.1)
         assert found, "the order's event was not published"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(proc.wait(), 20)
-        stderr = (await proc.stderr.read()).decode() if proc.stderr else ""
+        [code] = await stop(relay)
+    stderr = (await relay.stderr.read()).decode() if relay.stderr else ""
     assert code == 0, stderr
     assert "Traceback" not in stderr
+
+
+async def test_a_worker_process_pays_for_delivered_orders_and_stops_on_sigterm(
+    conns: Connections,
+    orders: OrderService,
+    sf: dict[str, Any],
+    uid: str,
+    stream_env: dict[str, str],
+) -> None:
+    relay = await start(stream_env, "relay")
+    worker = await start(stream_env, "worker", "--consumer", "payments")
+    try:
+        order, _ = await orders.place(f"user_{uid}", order_for(sf["restaurants"][1]))
+        oid, driver = order["order_id"], sf["drivers"][1]["driver_id"]
+        await orders.transition(oid, EventType.DRIVER_ASSIGNED, "ops", driver_id=driver)
+        for step in (
+            EventType.DRIVER_ARRIVED_RESTAURANT,
+            EventType.ORDER_PICKED_UP,
+            EventType.ORDER_DELIVERED,
+        ):
+            await orders.transition(oid, step, driver)
+        payout = None
+        for _ in range(300):
+            async with conns.shard_connection("americas") as conn:
+                cur = await conn.execute(
+                    "SELECT payout FROM driver_payouts WHERE order_id = %s", (oid,)
+                )
+                payout = await cur.fetchone()
+            if payout:
+                break
+            await asyncio.sleep(0.1)
+        assert payout is not None, "the payments worker did not pay the driver"
+    finally:
+        codes = await stop(worker, relay)
+    out = (await worker.stdout.read()).decode() if worker.stdout else ""
+    assert codes == [0, 0]
+    assert "handled" in out
+
+
+def test_an_unknown_consumer_is_refused_with_a_message() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ontheway", "worker", "--consumer", "tarot"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "tarot" in result.stderr and "Traceback" not in result.stderr

@@ -35,7 +35,7 @@ async def published(bus: RedisStreamsBus) -> list[Event]:
 
 async def relay_all(conns: Connections, bus: Any, cursor: str) -> int:
     total = 0
-    while (n := await relay_batch(conns, "americas", bus, limit=50, cursor=cursor)) > 0:
+    while (n := await relay_batch(conns, "americas", bus, cursor, limit=50)) > 0:
         total += n
     return total
 
@@ -125,7 +125,7 @@ async def test_a_relay_killed_mid_batch_loses_nothing_and_keeps_each_orders_orde
         await orders.transition(order["order_id"], EventType.ORDER_CANCELLED, f"user_{uid}")
         ids.append(order["order_id"])
     with pytest.raises(RuntimeError):
-        await relay_batch(conns, "americas", CrashAfterPublish(bus), cursor=cursor)  # type: ignore[arg-type]
+        await relay_batch(conns, "americas", CrashAfterPublish(bus), cursor)  # type: ignore[arg-type]
     await relay_all(conns, bus, cursor)
     mine = [e for e in await published(bus) if e.order_id in ids]
     assert {e.order_id for e in mine} == set(ids)

@@ -18,5 +18,13 @@ def open_bus(settings: Settings, conns: Connections) -> EventBus:
                 "ONTHEWAY_BUS=kafka needs ONTHEWAY_KAFKA_BOOTSTRAP_SERVERS",
                 field="kafka_bootstrap_servers",
             )
-        return KafkaBus(settings.kafka_bootstrap_servers)
-    return RedisStreamsBus(conns.require_redis())
+        return KafkaBus(
+            settings.kafka_bootstrap_servers,
+            topic=settings.event_stream,
+            dead_topic=f"{settings.event_stream}.dead",
+        )
+    return RedisStreamsBus(
+        conns.require_redis(),
+        stream=f"events:{settings.event_stream}",
+        dead_stream=f"events:{settings.event_stream}.dead",
+    )

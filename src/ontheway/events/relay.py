@@ -45,13 +45,17 @@ def _lock_key(shard: str) -> int:
     return zlib.crc32(f"outbox:{shard}".encode())
 
 
+def cursor_name(stream: str, shard: str) -> str:
+    """The name of the position kept for one destination stream and one shard."""
+    return f"{stream}@{shard}"
+
+
 async def relay_batch(
-    conns: Connections, shard: str, bus: EventBus, limit: int = 500, cursor: str | None = None
+    conns: Connections, shard: str, bus: EventBus, cursor: str, limit: int = 500
 ) -> int:
     """Publish the next batch of one shard; returns how many events went out (0 if none
-    or if another relay holds the shard). ``cursor`` names the position kept in PostgreSQL
-    (the shard's name by default; one per destination stream)."""
-    cursor = cursor or shard
+    or if another relay holds the cursor). ``cursor`` names the position kept in
+    PostgreSQL (see ``cursor_name``)."""
     with dependency_errors(f"the orders shard {shard!r}"):
         async with conns.pool(shard).connection() as conn:
             await conn.execute(
@@ -113,9 +117,8 @@ async def start_at_end(conns: Connections, shard: str, cursor: str) -> None:
             await conn.commit()
 
 
-async def relay_lag(conns: Connections, shard: str, cursor: str | None = None) -> RelayLag:
+async def relay_lag(conns: Connections, shard: str, cursor: str) -> RelayLag:
     """Unpublished events of a shard (counted up to 100,000) and the age of the oldest."""
-    cursor = cursor or shard
     with dependency_errors(f"the orders shard {shard!r}"):
         async with conns.pool(shard).connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
@@ -134,7 +137,12 @@ async def relay_lag(conns: Connections, shard: str, cursor: str | None = None) -
 
 
 async def run_relay(
-    conns: Connections, bus: EventBus, *, idle_s: float = 0.05, stop: asyncio.Event | None = None
+    conns: Connections,
+    bus: EventBus,
+    stream: str,
+    *,
+    idle_s: float = 0.05,
+    stop: asyncio.Event | None = None,
 ) -> None:
     """Relay every shard of ``conns`` until ``stop`` is set; a shard that is down is retried
     with backoff while the others keep going."""
@@ -146,7 +154,8 @@ async def run_relay(
             if backoff[shard] > asyncio.get_running_loop().time():
                 continue
             try:
-                busy |= await relay_batch(conns, shard, bus) > 0
+                cursor = cursor_name(stream, shard)
+                busy |= await relay_batch(conns, shard, bus, cursor) > 0
                 backoff[shard] = 0.0
             except Exception as exc:  # recorded, retried; one bad shard must not stop others
                 log.warning("relay of shard %s failed: %s", shard, exc)

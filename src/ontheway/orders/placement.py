@@ -86,7 +86,9 @@ class OrderPlacement:
         self._check_address(region, cmd.delivery_location)
         now = datetime.now(UTC)
         order_id = new_id("ord", region)
-        async with self.shards.connection(region) as conn, conn.transaction():
+        # Pipeline mode: BEGIN, the reads and the write go out without waiting for each
+        # other's answers; the connection waits only where a result is needed.
+        async with self.shards.connection(region) as conn, conn.pipeline(), conn.transaction():
             if idempotency_key is not None:
                 digest = request_hash(customer_id, cmd)
                 first = await self._claim_key(conn, customer_id, idempotency_key, digest, order_id)

@@ -9,10 +9,9 @@ from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from ontheway.connections import Connections, dependency_errors
+from ontheway.connections import Connections
 from ontheway.errors import NotFound
 from ontheway.orders.lifecycle import EventType
 from ontheway.regions import Catalog
@@ -43,17 +42,10 @@ class ShardAccess:
         self.catalog = catalog
 
     @asynccontextmanager
-    async def connection(self, region: str) -> AsyncIterator[AsyncConnection[dict[str, Any]]]:
+    async def connection(self, region: str) -> AsyncIterator[Conn]:
         """A connection (dict rows) to the shard of ``region``; errors become 503."""
-        shard = self.catalog.shard_for(region)
-        with dependency_errors(f"the orders shard {shard!r}"):
-            async with self.conns.pool(shard).connection() as conn:
-                default = conn.row_factory
-                conn.row_factory = dict_row  # type: ignore[assignment]
-                try:
-                    yield conn  # type: ignore[misc]
-                finally:
-                    conn.row_factory = default
+        async with self.conns.shard_connection(self.catalog.shard_for(region)) as conn:
+            yield conn
 
 
 async def insert_event(

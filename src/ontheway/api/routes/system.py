@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
 from ontheway.api.deps import AppState, Caller, OpsCaller, State
-from ontheway.events.relay import relay_lag
+from ontheway.events.relay import cursor_name, relay_lag
 from ontheway.health import check_all
 
 router = APIRouter()
@@ -19,8 +19,10 @@ router = APIRouter()
 async def relay_lags(state: AppState) -> dict[str, dict[str, float] | None]:
     """Each shard's outbox lag (None when the shard cannot tell)."""
     shards = sorted(state.conns.shards)
+    stream = state.settings.event_stream
     lags = await asyncio.gather(
-        *(relay_lag(state.conns, s) for s in shards), return_exceptions=True
+        *(relay_lag(state.conns, s, cursor_name(stream, s)) for s in shards),
+        return_exceptions=True,
     )
     return {
         shard: None if isinstance(lag, BaseException)

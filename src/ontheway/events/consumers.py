@@ -1,0 +1,155 @@
+"""The downstream consumers of order events: payments, analytics and ETA learning.
+
+Each handler runs in a transaction on the event's shard together with the row that marks the
+event handled (``processed_events``), so an event delivered twice has one effect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from ontheway.events.model import Event
+from ontheway.orders.lifecycle import EventType
+from ontheway.orders.pricing import money
+
+Handler = Callable[[Any, Event], Awaitable[None]]
+
+DRIVER_SHARE_OF_FEE = Decimal("0.80")
+COMMISSION_ON_SUBTOTAL = Decimal("0.15")
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """A named consumer group and what it does with each event type it cares about."""
+
+    name: str
+    handlers: dict[str, Handler]
+
+
+async def _order(conn: Any, order_id: str) -> dict[str, Any]:
+    cur = await conn.execute(
+        "SELECT order_id, region, restaurant_id, driver_id, subtotal, delivery_fee, tip,"
+        " created_at, estimated_delivery, delivered_at FROM orders WHERE order_id = %s",
+        (order_id,),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise LookupError(f"order {order_id} of the event is not on this shard")
+    return dict(row)
+
+
+# -- payments ---------------------------------------------------------------------------
+
+
+async def pay_driver(conn: Any, event: Event) -> None:
+    """A delivered order: the driver gets most of the fee and the whole tip; the platform
+    keeps the rest of the fee and a commission on the food."""
+    order = await _order(conn, event.order_id)
+    fee, tip = Decimal(order["delivery_fee"]), Decimal(order["tip"])
+    payout = money(fee * DRIVER_SHARE_OF_FEE + tip)
+    platform = money(
+        fee - fee * DRIVER_SHARE_OF_FEE + Decimal(order["subtotal"]) * COMMISSION_ON_SUBTOTAL
+    )
+    await conn.execute(
+        "INSERT INTO driver_payouts (order_id, driver_id, delivery_fee, tip, platform_fee,"
+        " payout) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (order_id) DO NOTHING",
+        (event.order_id, order["driver_id"], fee, tip, platform, payout),
+    )
+
+
+PAYMENTS = Consumer("payments", {EventType.ORDER_DELIVERED.value: pay_driver})
+
+
+# -- ETA learning -------------------------------------------------------------------------
+
+_TIMING_COLUMN = {
+    EventType.DRIVER_ASSIGNED.value: "assigned_at",
+    EventType.DRIVER_ARRIVED_RESTAURANT.value: "arrived_at",
+    EventType.ORDER_READY.value: "ready_at",
+    EventType.ORDER_PICKED_UP.value: "picked_up_at",
+    EventType.ORDER_DELIVERED.value: "delivered_at",
+    EventType.ORDER_CANCELLED.value: "cancelled_at",
+}
+
+
+async def record_placed(conn: Any, event: Event) -> None:
+    """The promise made at placement."""
+    order = event.data["order"]
+    await conn.execute(
+        "INSERT INTO order_timings (order_id, region, restaurant_id, placed_at,"
+        " promised_delivery) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (order_id) DO NOTHING",
+        (event.order_id, order["region"], order["restaurant_id"], event.ts,
+         _time(order.get("estimated_delivery"))),
+    )  # fmt: skip
+
+
+async def record_step(conn: Any, event: Event) -> None:
+    """When each step of the delivery happened."""
+    column = _TIMING_COLUMN[event.event_type]
+    driver = event.data.get("changes", {}).get("assigned_driver_id")
+    await conn.execute(
+        f"UPDATE order_timings SET {column} = %s,"
+        " driver_id = coalesce(%s, driver_id) WHERE order_id = %s",
+        (event.ts, driver, event.order_id),
+    )
+
+
+async def record_confirmed(conn: Any, event: Event) -> None:
+    """The restaurant's own preparation estimate."""
+    await conn.execute(
+        "UPDATE order_timings SET confirmed_prep_s = %s WHERE order_id = %s",
+        (int(event.data["prep_time_s"]), event.order_id),
+    )
+
+
+ETA = Consumer("eta", {
+    EventType.ORDER_PLACED.value: record_placed,
+    EventType.ORDER_CONFIRMED.value: record_confirmed,
+    **{kind: record_step for kind in _TIMING_COLUMN},
+})  # fmt: skip
+
+
+# -- analytics ----------------------------------------------------------------------------
+
+
+async def count_delivery(conn: Any, event: Event) -> None:
+    """Deliveries, on-time share and delivery time per driver and restaurant, per day."""
+    order = await _order(conn, event.order_id)
+    on_time = int(order["estimated_delivery"] is None or event.ts <= order["estimated_delivery"])
+    seconds = (event.ts - order["created_at"]).total_seconds()
+    for kind, subject in (("driver", order["driver_id"]), ("restaurant", order["restaurant_id"])):
+        await conn.execute(
+            "INSERT INTO daily_stats AS s (day, subject_kind, subject_id, deliveries, on_time,"
+            " delivery_s_sum) VALUES (%s, %s, %s, 1, %s, %s)"
+            " ON CONFLICT (day, subject_kind, subject_id) DO UPDATE SET"
+            " deliveries = s.deliveries + 1, on_time = s.on_time + excluded.on_time,"
+            " delivery_s_sum = s.delivery_s_sum + excluded.delivery_s_sum",
+            (event.ts.date(), kind, subject, on_time, seconds),
+        )
+
+
+async def count_cancellation(conn: Any, event: Event) -> None:
+    """Cancellations per restaurant, per day."""
+    order = await _order(conn, event.order_id)
+    await conn.execute(
+        "INSERT INTO daily_stats AS s (day, subject_kind, subject_id, cancellations)"
+        " VALUES (%s, 'restaurant', %s, 1) ON CONFLICT (day, subject_kind, subject_id)"
+        " DO UPDATE SET cancellations = s.cancellations + 1",
+        (event.ts.date(), order["restaurant_id"]),
+    )
+
+
+ANALYTICS = Consumer("analytics", {
+    EventType.ORDER_DELIVERED.value: count_delivery,
+    EventType.ORDER_CANCELLED.value: count_cancellation,
+})  # fmt: skip
+
+CONSUMERS = {c.name: c for c in (PAYMENTS, ETA, ANALYTICS)}
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None

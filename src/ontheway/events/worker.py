@@ -1,0 +1,139 @@
+"""Running a consumer: fetch, handle each event once, retry with backoff, record failures.
+
+An event's effect and the row that marks it handled are written in one transaction on the
+event's shard, so a redelivered event (at-least-once) has one effect. A failing handler is
+recorded in ``consumer_failures`` and the event handed back to the stream, which delivers
+it again and dead-letters it after the last attempt; the failure is also logged. Later
+events of the same order wait until the failed one is handled, to keep each order's order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+
+from ontheway.connections import Connections
+from ontheway.errors import DependencyUnavailable
+from ontheway.events.bus import Delivery, EventBus, Subscription
+from ontheway.events.consumers import Consumer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerStats:
+    """What one worker did, for tests and logs."""
+
+    handled: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+async def handle_once(conns: Connections, consumer: Consumer, delivery: Delivery) -> bool:
+    """Apply the consumer's handler unless this event was handled before; returns False
+    for a duplicate."""
+    event = delivery.event
+    handler = consumer.handlers.get(event.event_type)
+    async with conns.shard_connection(event.shard) as conn, conn.transaction():
+        cur = await conn.execute(
+            "INSERT INTO processed_events (consumer, event_id) VALUES (%s, %s)"
+            " ON CONFLICT DO NOTHING RETURNING event_id",
+            (consumer.name, event.event_id),
+        )
+        if await cur.fetchone() is None:
+            return False
+        if handler is not None:
+            await handler(conn, event)
+    return True
+
+
+async def record_failure(
+    conns: Connections, consumer: Consumer, delivery: Delivery, error: str
+) -> None:
+    """Keep the failure where operators can see it."""
+    event = delivery.event
+    async with conns.shard_connection(event.shard) as conn:
+        await conn.execute(
+            "INSERT INTO consumer_failures (consumer, event_id, order_id, event_type, attempts,"
+            " last_error) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (consumer, event_id)"
+            " DO UPDATE SET attempts = excluded.attempts, last_error = excluded.last_error,"
+            " failed_at = now()",
+            (consumer.name, event.event_id, event.order_id, event.event_type,
+             delivery.attempt, error[:2000]),
+        )  # fmt: skip
+        await conn.commit()
+
+
+async def work_batch(
+    conns: Connections,
+    consumer: Consumer,
+    sub: Subscription,
+    deliveries: list[Delivery],
+    stats: WorkerStats,
+) -> None:
+    """Handle a batch in order; after a failure, that order's later events wait."""
+    blocked: set[str] = set()
+    for delivery in deliveries:
+        if delivery.event.order_id in blocked:
+            stats.skipped += 1
+            continue
+        try:
+            fresh = await handle_once(conns, consumer, delivery)
+        except DependencyUnavailable:
+            raise
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            log.error(
+                "%s failed on %s (attempt %d): %s",
+                consumer.name,
+                delivery.event.event_id,
+                delivery.attempt,
+                error,
+            )
+            stats.failed += 1
+            stats.errors.append(error)
+            blocked.add(delivery.event.order_id)
+            await record_failure(conns, consumer, delivery, error)
+            await sub.fail(delivery, error)
+            continue
+        stats.handled += fresh
+        stats.duplicates += not fresh
+        await sub.ack([delivery])
+
+
+async def run_worker(
+    conns: Connections,
+    bus: EventBus,
+    consumer: Consumer,
+    *,
+    stop: asyncio.Event,
+    batch: int = 100,
+    poll_s: float = 1.0,
+    stats: WorkerStats | None = None,
+) -> WorkerStats:
+    """Consume until ``stop`` is set; a dependency that is down is waited out with
+    exponential backoff (up to 30 s). Returns what was done."""
+    stats = stats or WorkerStats()
+    name = f"{consumer.name}-{socket.gethostname()}-{os.getpid()}-{id(stats) % 10_000}"
+    sub = await bus.subscribe(consumer.name, name)
+    backoff = 0.5
+    try:
+        while not stop.is_set():
+            try:
+                deliveries = await sub.fetch(batch, poll_s)
+                await work_batch(conns, consumer, sub, deliveries, stats)
+                backoff = 0.5
+            except DependencyUnavailable as exc:
+                log.warning("%s waits %.1f s: %s", consumer.name, backoff, exc)
+                try:
+                    await asyncio.wait_for(stop.wait(), backoff)
+                except TimeoutError:
+                    backoff = min(30.0, backoff * 2)
+    finally:
+        await sub.close()
+    return stats

@@ -1,0 +1,188 @@
+"""Consumers over the real stream and shards: one effect per event, failures recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from ontheway.connections import Connections
+from ontheway.events.consumers import ANALYTICS, ETA, PAYMENTS, Consumer
+from ontheway.events.model import Event
+from ontheway.events.redis_streams import RedisStreamsBus
+from ontheway.events.relay import relay_batch, start_at_end
+from ontheway.events.worker import WorkerStats, run_worker
+from ontheway.orders.lifecycle import EventType
+from ontheway.orders.service import OrderService
+from tests.helpers import order_for
+
+
+@pytest.fixture
+async def bus(conns: Connections) -> AsyncIterator[RedisStreamsBus]:
+    """A stream of its own, fed by a relay cursor of its own."""
+    name = uuid.uuid4().hex[:10]
+    made = RedisStreamsBus(
+        conns.require_redis(),
+        stream=f"test:work:{name}",
+        dead_stream=f"test:workdead:{name}",
+        max_attempts=3,
+        claim_idle_s=0.2,
+    )
+    await start_at_end(conns, "americas", f"test-{name}")
+    made.cursor = f"test-{name}"  # type: ignore[attr-defined]
+    yield made
+    await conns.require_redis().delete(made.stream, made.dead_stream)
+
+
+async def relay(conns: Connections, bus: RedisStreamsBus) -> None:
+    while await relay_batch(conns, "americas", bus, bus.cursor) > 0:  # type: ignore[attr-defined]
+        pass
+
+
+async def work(
+    conns: Connections, bus: RedisStreamsBus, consumer: Consumer, until: Any, workers: int = 1
+) -> list[WorkerStats]:
+    """Run workers until ``until(stats)`` holds (or 20 s pass)."""
+    stop = asyncio.Event()
+    stats = [WorkerStats() for _ in range(workers)]
+    tasks = [
+        asyncio.create_task(run_worker(conns, bus, consumer, stop=stop, poll_s=0.1, stats=s))
+        for s in stats
+    ]
+    for _ in range(200):
+        if until(stats):
+            break
+        await asyncio.sleep(0.1)
+    stop.set()
+    await asyncio.gather(*tasks)
+    return stats
+
+
+async def deliver(orders: OrderService, sf: dict[str, Any], customer: str) -> str:
+    order, _ = await orders.place(customer, order_for(sf["restaurants"][0], tip="3.00"))
+    oid, driver = order["order_id"], sf["drivers"][0]["driver_id"]
+    await orders.transition(oid, EventType.DRIVER_ASSIGNED, "ops", driver_id=driver)
+    for step in (
+        EventType.DRIVER_ARRIVED_RESTAURANT,
+        EventType.ORDER_PICKED_UP,
+        EventType.ORDER_DELIVERED,
+    ):
+        await orders.transition(oid, step, driver)
+    return str(oid)
+
+
+async def test_a_delivered_order_pays_the_driver_and_feeds_eta_and_analytics(
+    conns: Connections,
+    orders: OrderService,
+    sf: dict[str, Any],
+    uid: str,
+    bus: RedisStreamsBus,
+) -> None:
+    oid = await deliver(orders, sf, f"user_{uid}")
+    await relay(conns, bus)
+    for consumer in (PAYMENTS, ETA, ANALYTICS):
+        mine = replace(consumer, name=f"{consumer.name}-{uid}")
+        await work(conns, bus, mine, lambda s: sum(x.handled for x in s) >= 5)
+    async with conns.shard_connection("americas") as conn:
+        payout = await (
+            await conn.execute("SELECT * FROM driver_payouts WHERE order_id = %s", (oid,))
+        ).fetchone()
+        timing = await (
+            await conn.execute("SELECT * FROM order_timings WHERE order_id = %s", (oid,))
+        ).fetchone()
+        order = await (
+            await conn.execute("SELECT delivery_fee, tip FROM orders WHERE order_id = %s", (oid,))
+        ).fetchone()
+    assert payout is not None and order is not None and timing is not None
+    assert payout["payout"] == (order["delivery_fee"] * Decimal("0.8") + order["tip"]).quantize(
+        Decimal("0.01")
+    )
+    assert payout["driver_id"] == sf["drivers"][0]["driver_id"]
+    assert timing["promised_delivery"] is not None
+    assert (
+        timing["placed_at"]
+        < timing["assigned_at"]
+        < timing["picked_up_at"]
+        < (timing["delivered_at"])
+    )
+
+
+async def test_the_same_event_delivered_twice_has_one_effect(
+    conns: Connections,
+    orders: OrderService,
+    sf: dict[str, Any],
+    uid: str,
+    bus: RedisStreamsBus,
+) -> None:
+    oid = await deliver(orders, sf, f"user_{uid}")
+    await relay(conns, bus)
+    entries = await bus.client.xrange(bus.stream)
+    events = [Event.from_json(fields[b"event"]) for _, fields in entries]
+    await bus.publish([e for e in events if e.order_id == oid])  # every event once more
+    stats = await work(
+        conns,
+        bus,
+        replace(PAYMENTS, name=f"payments-{uid}"),
+        lambda s: sum(x.handled + x.duplicates for x in s) >= 2 * len(events),
+        workers=2,
+    )
+    assert sum(s.duplicates for s in stats) >= 5
+    async with conns.shard_connection("americas") as conn:
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM driver_payouts WHERE order_id = %s", (oid,)
+        )
+        row = await cur.fetchone()
+    assert row is not None and row["n"] == 1
+
+
+async def test_two_workers_of_one_group_handle_each_event_once(
+    conns: Connections,
+    orders: OrderService,
+    sf: dict[str, Any],
+    uid: str,
+    bus: RedisStreamsBus,
+) -> None:
+    for _ in range(4):
+        await deliver(orders, sf, f"user_{uid}")
+    await relay(conns, bus)
+    total = len(await bus.client.xrange(bus.stream))
+    stats = await work(
+        conns,
+        bus,
+        replace(ETA, name=f"eta-{uid}"),
+        lambda s: sum(x.handled for x in s) >= total,
+        workers=2,
+    )
+    assert sum(s.handled for s in stats) == total
+    assert sum(s.duplicates for s in stats) == 0
+
+
+async def test_a_failing_handler_is_recorded_retried_and_dead_lettered(
+    conns: Connections,
+    orders: OrderService,
+    sf: dict[str, Any],
+    uid: str,
+    bus: RedisStreamsBus,
+) -> None:
+    async def explode(conn: Any, event: Event) -> None:
+        raise RuntimeError("cannot handle this")
+
+    oid = await deliver(orders, sf, f"user_{uid}")
+    await relay(conns, bus)
+    broken = Consumer(f"broken-{uid}", {EventType.DRIVER_ASSIGNED.value: explode})
+    stats = await work(conns, bus, broken, lambda s: sum(x.failed for x in s) >= 3)
+    assert sum(s.failed for s in stats) == 3
+    dead = await bus.dead_letters()
+    assert [(e.order_id, e.event_type) for e, _ in dead] == [(oid, "DRIVER_ASSIGNED")]
+    async with conns.shard_connection("americas") as conn:
+        cur = await conn.execute(
+            "SELECT attempts, last_error FROM consumer_failures WHERE consumer = %s", (broken.name,)
+        )
+        failure = await cur.fetchone()
+    assert failure is not None and failure["attempts"] == 3
+    assert "cannot handle this" in failure["last_error"]
