@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -105,3 +106,45 @@ def test_a_missing_postgresql_is_one_message_naming_what_to_install(
     assert result.returncode == 2
     assert "make setup" in result.stderr and "apt-get install" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_db_migrate_leaves_a_current_shard_alone(settings: Settings) -> None:
+    result = run_cli("db", "migrate")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("already current") == 3
+
+
+def test_db_detach_refuses_a_malformed_month(settings: Settings) -> None:
+    result = run_cli("db", "detach", "--before", "last-tuesday")
+    assert result.returncode == 2
+    assert "YYYY-MM" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_seed_writes_the_ids_it_created(settings: Settings, tmp_path: Path) -> None:
+    out = tmp_path / "ids.json"
+    result = run_cli(
+        "seed",
+        "--region",
+        "monaco",
+        "--restaurants",
+        "3",
+        "--customers",
+        "2",
+        "--drivers",
+        "2",
+        "--seed",
+        str(os.getpid()),
+        "--out",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    ids = json.loads(out.read_text())
+    assert len(ids["restaurants"]) == 3 and len(ids["drivers"]) == 2
+    assert all(r["restaurant_id"].startswith("rest_monaco_") for r in ids["restaurants"])
+    assert all(len(r["items"]) == 5 for r in ids["restaurants"])
+
+
+def test_seed_refuses_an_unknown_region(settings: Settings) -> None:
+    result = run_cli("seed", "--region", "atlantis")
+    assert result.returncode == 1
+    assert "atlantis" in result.stderr and "Traceback" not in result.stderr
