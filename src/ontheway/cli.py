@@ -33,6 +33,8 @@ bench_app = typer.Typer(help="Benchmarks on the local stack.", no_args_is_help=T
 app.add_typer(bench_app, name="bench")
 db_app = typer.Typer(help="The PostgreSQL schema of every shard.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+roads_app = typer.Typer(help="Road maps from OpenStreetMap, in FalkorDB.", no_args_is_help=True)
+app.add_typer(roads_app, name="roads")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -144,6 +146,19 @@ def seed(
         console.print(f"ids written to {out}")
 
 
+@bench_app.command("roads")
+def bench_roads(
+    file: Annotated[Path, typer.Option(help="OSM extract to measure on")] = Path(
+        "../shared/data/osm/mexico-city.osm.pbf"
+    ),
+    routes: Annotated[int, typer.Option(min=10, help="random routes to time")] = 500,
+) -> None:
+    """Import, CCH build, routes and a 20 x 1 matrix, beside scipy's Dijkstra on the same graph."""
+    from ontheway.bench.roads import run_roads_bench_sync
+
+    run_roads_bench_sync(load_settings(), file, routes, console)
+
+
 @bench_app.command("orders")
 def bench_orders(
     region: Annotated[str, typer.Option(help="region whose shard takes the load")] = "sf",
@@ -156,6 +171,17 @@ def bench_orders(
     asyncio.run(
         run(load_settings(), region=region, clients=clients, seconds=seconds, console=console)
     )
+
+
+@roads_app.command("import")
+def roads_import(
+    file: Annotated[Path, typer.Argument(help="an .osm, .osm.bz2 or .osm.pbf extract")],
+    region: Annotated[str, typer.Option(help="region id, e.g. sf")],
+) -> None:
+    """Import the car roads of an OpenStreetMap file as the region's road graph (replacing it)."""
+    from ontheway.roads.commands import import_command
+
+    asyncio.run(import_command(load_settings(), region, file, console))
 
 
 @app.command()

@@ -66,8 +66,11 @@ class GraphStore:
         return self._db
 
     async def aclose(self) -> None:
+        """Close the client and its connection pool (the client's own aclose leaves the
+        pool that ``from_url`` made open)."""
         if self._db is not None:
             await self._db.aclose()
+            await self._db.connection.connection_pool.disconnect()
             self._db = None
 
 

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 import ontheway
 from ontheway.api.deps import AppState
 from ontheway.api.errors import install_error_handlers
-from ontheway.api.routes import orders, restaurants, system
+from ontheway.api.routes import orders, restaurants, roads, system
 from ontheway.connections import Connections
 from ontheway.regions import load_catalog
 from ontheway.schema.partitions import keep_partitions_ahead
@@ -49,4 +49,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(system.router)
     app.include_router(orders.router)
     app.include_router(restaurants.router)
+    app.include_router(roads.router)
     return app

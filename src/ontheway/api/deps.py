@@ -16,6 +16,7 @@ from ontheway.orders.restaurants import RestaurantQueries
 from ontheway.orders.service import OrderService
 from ontheway.orders.store import ShardAccess
 from ontheway.regions import Catalog
+from ontheway.roads.routing import RoadService
 from ontheway.settings import Settings
 
 
@@ -30,12 +31,14 @@ class AppState:
     orders: OrderService = field(init=False)
     order_queries: OrderQueries = field(init=False)
     restaurants: RestaurantQueries = field(init=False)
+    roads: RoadService = field(init=False)
 
     def __post_init__(self) -> None:
         shards = ShardAccess(self.conns, self.catalog)
         self.orders = OrderService(shards)
         self.order_queries = OrderQueries(shards)
         self.restaurants = RestaurantQueries(shards)
+        self.roads = RoadService(self.conns.graphs, self.catalog)
 
 
 def app_state(request: Request) -> AppState:

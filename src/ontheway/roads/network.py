@@ -1,0 +1,63 @@
+"""A region's road network held in the process: snapping points and describing roads.
+
+Routes themselves come from FalkorDB's CCH index; this copy of the graph answers what the
+index does not: which node a point snaps to (a KD-tree over the nodes of the largest strongly
+connected component, so that any two snapped points are joined by a route both ways), and the
+length, name and shape of the roads a route takes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.spatial import cKDTree
+
+from ontheway.roads.geo import haversine_m, project_m
+from ontheway.roads.graph import RoadGraph
+
+SNAP_LIMIT_M = 500.0
+"""A point farther than this from every routable node is outside the road map."""
+
+
+@dataclass(frozen=True)
+class Snap:
+    """A point snapped to a node: the node, its position, and how far the point was."""
+
+    node: int
+    lat: float
+    lng: float
+    distance_m: float
+
+
+class RoadNetwork:
+    """One imported road graph in memory, identified by the import that wrote it."""
+
+    def __init__(self, import_id: str, graph: RoadGraph) -> None:
+        self.import_id = import_id
+        self.graph = graph
+        mask = graph.largest_component_mask()
+        self.routable: NDArray[np.int64] = np.flatnonzero(mask).astype(np.int64)
+        self._ref_lat = float(np.mean(graph.lat)) if graph.node_count else 0.0
+        points = project_m(graph.lat[self.routable], graph.lng[self.routable], self._ref_lat)
+        self._tree = cKDTree(points) if len(self.routable) else None
+
+    def snap(self, lat: float, lng: float, limit_m: float = SNAP_LIMIT_M) -> Snap | None:
+        """The nearest node of the largest strongly connected component, or None when none
+        lies within ``limit_m`` metres."""
+        if self._tree is None:
+            return None
+        point = project_m(np.array([lat]), np.array([lng]), self._ref_lat)[0]
+        # The planar distance only ranks candidates; the reported one is great-circle.
+        _, found = self._tree.query(point, k=1)
+        node = int(self.routable[int(found)])
+        at_lat, at_lng = float(self.graph.lat[node]), float(self.graph.lng[node])
+        distance = haversine_m(lat, lng, at_lat, at_lng)
+        if distance > limit_m:
+            return None
+        return Snap(node, at_lat, at_lng, distance)
+
+    def has_roads(self, road_ids: list[int]) -> bool:
+        """Whether every road id belongs to this network (else the graph was re-imported)."""
+        return all(0 <= r < self.graph.road_count for r in road_ids)
