@@ -53,16 +53,19 @@ async def test_the_relay_publishes_each_orders_events_in_order_and_resumes_from_
         order, _ = await orders.place(f"user_{uid}", order_for(sf["restaurants"][0]))
         ids.append(order["order_id"])
     await orders.transition(ids[0], EventType.ORDER_CANCELLED, f"user_{uid}")
-    assert (await relay_lag(conns, "americas", cursor)).events >= 4
+    before = await relay_lag(conns, "americas", cursor)
+    assert before.events >= 4 and before.seconds > 0
     assert await relay_all(conns, bus, cursor) >= 4
-    assert (await relay_lag(conns, "americas", cursor)).events == 0
+    # Other writers may add events meanwhile; ours at least are no longer behind.
+    assert (await relay_lag(conns, "americas", cursor)).events < before.events
     mine = [e for e in await published(bus) if e.order_id in ids]
     assert [e.event_type for e in mine if e.order_id == ids[0]] == [
         "ORDER_PLACED",
         "ORDER_CANCELLED",
     ]
     assert {e.order_id for e in mine} == set(ids)
-    assert await relay_all(conns, bus, cursor) == 0  # nothing twice from the cursor
+    await relay_all(conns, bus, cursor)  # a second pass publishes nothing of ours again
+    assert len([e for e in await published(bus) if e.order_id in ids]) == len(mine)
 
 
 async def test_an_event_that_commits_late_is_not_skipped(

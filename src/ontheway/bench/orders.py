@@ -7,7 +7,6 @@ import asyncio
 import random
 import re
 import subprocess
-import sys
 from typing import Any
 
 import httpx
@@ -25,7 +24,7 @@ from ontheway.orders.service import OrderService
 from ontheway.orders.store import ShardAccess
 from ontheway.regions import load_catalog
 from ontheway.settings import Settings
-from ontheway.smoke import wait_healthy
+from ontheway.smoke import api_process
 from ontheway.stack.postgres import find_bindir
 
 BENCH_DB = "ontheway_pgbench"
@@ -136,41 +135,27 @@ async def _http(
     settings: Settings, bodies: list[PlaceOrder], clients: int, seconds: float, console: Console
 ) -> LoadResult:
     """The same orders through ``POST /api/orders`` of a server in its own process."""
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "ontheway",
-        "serve",
-        "--port",
-        str(port),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
     key = settings.jwt_key()
     tokens = [issue_token(key, Role.CUSTOMER, f"user_bench_{i}") for i in range(clients)]
     payloads = [b.model_dump(mode="json") for b in bodies]
-    try:
-        await wait_healthy(base, proc, 60)
-        limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with (
+        api_process(free_port(), quiet=True) as (base, _),
+        httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client,
+    ):
 
-            async def call(n: int) -> None:
-                resp = await client.post(
-                    "/api/orders",
-                    json=payloads[n % len(payloads)],
-                    headers={"Authorization": f"Bearer {tokens[n // 1_000_000]}"},
-                )
-                if resp.status_code != 201:
-                    raise RuntimeError(resp.text)
+        async def call(n: int) -> None:
+            resp = await client.post(
+                "/api/orders",
+                json=payloads[n % len(payloads)],
+                headers={"Authorization": f"Bearer {tokens[n // 1_000_000]}"},
+            )
+            if resp.status_code != 201:
+                raise RuntimeError(resp.text)
 
-            await closed_loop(call, clients, 1.0)
-            with console.status("HTTP API"):
-                return await closed_loop(call, clients, seconds)
-    finally:
-        proc.terminate()
-        await proc.wait()
+        await closed_loop(call, clients, 1.0)
+        with console.status("HTTP API"):
+            return await closed_loop(call, clients, seconds)
 
 
 def _print(

@@ -16,10 +16,8 @@ _ID = re.compile(r"^(ord|rest|item|pay)_([a-z][a-z0-9_]{0,39})_([0-9a-z]{4,32})$
 
 def _suffix() -> str:
     """Time-ordered (milliseconds) then random: 10 + 8 base-32 characters."""
-    millis = int(time.time() * 1000)
-    head = "".join(_ALPHABET[(millis >> (5 * i)) & 31] for i in reversed(range(10)))
-    tail = "".join(secrets.choice(_ALPHABET) for _ in range(8))
-    return head + tail
+    value = (int(time.time() * 1000) << 40) | int.from_bytes(secrets.token_bytes(5), "big")
+    return "".join(_ALPHABET[(value >> (5 * i)) & 31] for i in reversed(range(18)))
 
 
 def new_id(kind: str, region: str) -> str:

@@ -88,7 +88,7 @@ class OrderPlacement:
         order_id = new_id("ord", region)
         # Pipeline mode: BEGIN, the reads and the write go out without waiting for each
         # other's answers; the connection waits only where a result is needed.
-        async with self.shards.connection(region) as conn, conn.pipeline(), conn.transaction():
+        async with self.shards.connection(region) as conn, conn.transaction():
             if idempotency_key is not None:
                 digest = request_hash(customer_id, cmd)
                 first = await self._claim_key(conn, customer_id, idempotency_key, digest, order_id)
@@ -123,18 +123,26 @@ class OrderPlacement:
             )
         return str(held["order_id"])
 
-    async def _restaurant(
-        self, conn: Conn, restaurant_id: str, loc: DeliveryLocation
+    async def _read(
+        self, conn: Conn, restaurant_id: str, loc: DeliveryLocation, item_ids: list[str]
     ) -> dict[str, Any]:
-        """The restaurant and its distance to the address, which must be in its zone."""
+        """In one statement: the restaurant with its distance to the address, and the asked
+        items with their stock, whose rows are locked in id order (so that concurrent orders
+        never deadlock) until the transaction ends."""
         cur = await conn.execute(
-            "SELECT name, is_open, delivery_radius_m, prep_time_mean_s,"
-            " ST_Y(location::geometry) AS lat, ST_X(location::geometry) AS lng,"
-            " ST_Distance(location, ST_SetSRID(ST_MakePoint(%s, %s), 4326)::geography)"
-            "   AS distance_m"
-            " FROM restaurants WHERE restaurant_id = %s",
-            (loc.lng, loc.lat, restaurant_id),
-        )
+            "WITH items AS (SELECT m.item_id, m.name, m.price::text AS price, m.available,"
+            "   i.quantity FROM menu_items m JOIN inventory i USING (item_id)"
+            "   WHERE m.restaurant_id = %(restaurant)s AND m.item_id = ANY(%(items)s)"
+            "   ORDER BY m.item_id FOR UPDATE OF i)"
+            " SELECT r.name, r.is_open, r.delivery_radius_m, r.prep_time_mean_s,"
+            " ST_Y(r.location::geometry) AS lat, ST_X(r.location::geometry) AS lng,"
+            " ST_Distance(r.location,"
+            "   ST_SetSRID(ST_MakePoint(%(lng)s, %(lat)s), 4326)::geography) AS distance_m,"
+            " (SELECT coalesce(json_agg(items), '[]') FROM items) AS items"
+            " FROM restaurants r WHERE r.restaurant_id = %(restaurant)s",
+            {"restaurant": restaurant_id, "items": sorted(item_ids), "lng": loc.lng,
+             "lat": loc.lat},
+        )  # fmt: skip
         restaurant = await cur.fetchone()
         if restaurant is None:
             raise InvalidInput(
@@ -163,10 +171,10 @@ class OrderPlacement:
         now: datetime,
     ) -> dict[str, Any]:
         loc = cmd.delivery_location
-        restaurant = await self._restaurant(conn, cmd.restaurant_id, loc)
-        distance_m = float(restaurant["distance_m"])
         wanted = merged(cmd.items)
-        lines = await self._lock_stock(conn, cmd.restaurant_id, cmd.items, held={})
+        restaurant = await self._read(conn, cmd.restaurant_id, loc, list(wanted))
+        distance_m = float(restaurant["distance_m"])
+        lines = self._check_stock(cmd.restaurant_id, restaurant["items"], cmd.items, held={})
         items = _items(lines, wanted)
         subtotal = pricing.subtotal([(line["price"], wanted[line["item_id"]]) for line in lines])
         fee = pricing.delivery_fee(distance_m)
@@ -251,21 +259,17 @@ class OrderPlacement:
         )
         return row
 
-    async def _lock_stock(
-        self, conn: Conn, restaurant_id: str, lines: list[OrderLine], held: dict[str, int]
+    @staticmethod
+    def _check_stock(
+        restaurant_id: str,
+        rows: list[dict[str, Any]],
+        lines: list[OrderLine],
+        held: dict[str, int],
     ) -> list[dict[str, Any]]:
-        """Check the items and lock their stock rows (in id order, so concurrent orders never
-        deadlock); ``held`` is stock the order already has and gives back. The caller
-        changes the stock."""
+        """Every line names an item of the restaurant with enough stock; ``held`` is stock
+        the order already has and gives back. Returns the items wanted, by id."""
         wanted = merged(lines)
-        ids = sorted(set(wanted) | set(held))
-        cur = await conn.execute(
-            "SELECT m.item_id, m.name, m.price, m.available, i.quantity FROM menu_items m"
-            " JOIN inventory i USING (item_id) WHERE m.restaurant_id = %s"
-            " AND m.item_id = ANY(%s) ORDER BY m.item_id FOR UPDATE OF i",
-            (restaurant_id, ids),
-        )
-        found = {row["item_id"]: row for row in await cur.fetchall()}
+        found = {row["item_id"]: {**row, "price": Decimal(row["price"])} for row in rows}
         for index, line in enumerate(lines):
             item = found.get(line.item_id)
             if item is None:
@@ -305,13 +309,17 @@ class OrderPlacement:
                 lng=order["customer_lng"],
                 address=order["delivery_address"] or "",
             )
-            restaurant = await self._restaurant(conn, order["restaurant_id"], loc)
             held = {line["item_id"]: int(line["quantity"]) for line in order["items"]}
             new_lines = cmd.items or [
                 OrderLine(item_id=i, quantity=q) for i, q in sorted(held.items())
             ]
             wanted = merged(new_lines)
-            lines = await self._lock_stock(conn, order["restaurant_id"], new_lines, held=held)
+            restaurant = await self._read(
+                conn, order["restaurant_id"], loc, sorted(set(wanted) | set(held))
+            )
+            lines = self._check_stock(
+                order["restaurant_id"], restaurant["items"], new_lines, held=held
+            )
             items = _items(lines, wanted)
             subtotal = pricing.subtotal(
                 [(line["price"], wanted[line["item_id"]]) for line in lines]
