@@ -33,10 +33,14 @@ def stack(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_stack_starts_recovers_from_crashes_and_stops_what_it_started(
+def test_stack_starts_recovers_from_crashes_and_half_starts_and_stops_what_it_started(
     stack_env: dict[str, str],
 ) -> None:
     state = Path(stack_env["ONTHEWAY_STATE_DIR"])
+    # A cluster whose initdb never finished (no marker): up starts it over.
+    half = state / "postgres" / "data"
+    half.mkdir(parents=True)
+    (half / "PG_VERSION").write_text("garbage from an interrupted initdb\n")
     try:
         first = stack(stack_env, "up")
         assert first.returncode == 0, first.stderr
