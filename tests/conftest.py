@@ -13,11 +13,11 @@ import pytest
 
 from ontheway.connections import Connections
 from ontheway.orders.queries import OrderQueries
-from ontheway.orders.seed import seed_region
 from ontheway.orders.service import OrderService
 from ontheway.orders.store import ShardAccess
 from ontheway.regions import Catalog, load_catalog
 from ontheway.schema.admin import migrate_shards
+from ontheway.seeding import seed_with_fleet
 from ontheway.settings import Settings, load_settings
 from ontheway.stack import LocalStack
 
@@ -68,17 +68,18 @@ def queries(shards: ShardAccess) -> OrderQueries:
 
 
 @pytest.fixture(scope="session")
-async def sf(shards: ShardAccess, catalog: Catalog) -> dict[str, Any]:
-    """A freshly seeded San Francisco (new ids each session)."""
-    result = await seed_region(
-        shards,
-        catalog.get("sf"),
+async def sf(conns: Connections, catalog: Catalog, settings: Settings) -> dict[str, Any]:
+    """A freshly seeded San Francisco (new ids each session), its drivers known to the fleet."""
+    return await seed_with_fleet(
+        conns,
+        catalog,
+        settings,
+        "sf",
         restaurants=6,
         customers=10,
         drivers=6,
         seed=random.randrange(1 << 30),
     )
-    return result.to_json()
 
 
 @pytest.fixture(scope="session", autouse=True)

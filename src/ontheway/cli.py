@@ -173,6 +173,28 @@ def bench_orders(
     )
 
 
+@bench_app.command("fleet")
+def bench_fleet(
+    drivers: Annotated[int, typer.Option(min=100, help="simulated drivers")] = 200_000,
+    seconds: Annotated[float, typer.Option(min=1, help="measured ingest time per mode")] = 12,
+    connections: Annotated[int, typer.Option(min=1, max=1000, help="WebSockets")] = 50,
+    rate: Annotated[float, typer.Option(min=1, help="fixes/s the generator offers")] = 50_000,
+    history: Annotated[bool, typer.Option(help="keep positions in PostgreSQL meanwhile")] = True,
+) -> None:
+    """WS location ingest and nearest-available latency, beside redis-benchmark GEOADD."""
+    from ontheway.bench.fleet import run_fleet_bench
+
+    run_fleet_bench(
+        load_settings(),
+        console,
+        drivers=drivers,
+        seconds=seconds,
+        connections=connections,
+        rate=rate,
+        history=history,
+    )
+
+
 @roads_app.command("import")
 def roads_import(
     file: Annotated[Path, typer.Argument(help="an .osm, .osm.bz2 or .osm.pbf extract")],

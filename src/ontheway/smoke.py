@@ -42,14 +42,18 @@ async def wait_healthy(
 
 @asynccontextmanager
 async def api_process(
-    port: int, *, host: str = "127.0.0.1", quiet: bool = False
+    port: int,
+    *,
+    host: str = "127.0.0.1",
+    quiet: bool = False,
+    env: dict[str, str] | None = None,
 ) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
-    """``ontheway serve`` in a process of its own, healthy when entered, stopped on exit;
-    yields its base URL and the process."""
+    """``ontheway serve`` in a process of its own (with ``env`` if given), healthy when
+    entered, stopped on exit; yields its base URL and the process."""
     out = asyncio.subprocess.DEVNULL if quiet else None
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "ontheway", "serve", "--host", host, "--port", str(port),
-        stdout=out, stderr=out,
+        stdout=out, stderr=out, env=env,
     )  # fmt: skip
     base = f"http://{host}:{port}"
     try:

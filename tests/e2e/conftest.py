@@ -29,6 +29,15 @@ class Server:
     def auth(self, role: Role, sub: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(role, sub)}"}
 
+    def report_position(self, driver: str, lat: float, lng: float) -> None:
+        """The driver's app reports a position, which makes the driver online."""
+        resp = httpx.post(
+            f"{self.base_url}/api/driver/location",
+            json={"driver_id": driver, "lat": lat, "lng": lng, "timestamp": time.time()},
+            headers=self.auth(Role.DRIVER, driver),
+        )
+        assert resp.status_code == 202, resp.text
+
 
 def start_server(
     extra_env: dict[str, str] | None = None,

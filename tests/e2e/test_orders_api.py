@@ -76,6 +76,7 @@ def test_the_delivery_flow_over_http_with_its_audit_trail(
     assert resp.status_code == 201, resp.text
     oid = resp.json()["order_id"]
     driver = sf["drivers"][0]["driver_id"]
+    server.report_position(driver, restaurant["lat"], restaurant["lng"])
     base = f"{server.base_url}/api/orders/{oid}"
     rest_auth = server.auth(Role.RESTAURANT, restaurant["restaurant_id"])
     assert (

@@ -12,8 +12,12 @@ from fastapi import FastAPI
 import ontheway
 from ontheway.api.deps import AppState
 from ontheway.api.errors import install_error_handlers
+from ontheway.api.routes import fleet as fleet_routes
 from ontheway.api.routes import orders, restaurants, roads, system
+from ontheway.api.routes import tracking as tracking_routes
 from ontheway.connections import Connections
+from ontheway.fleet.recorder import OrderEventsRecorder
+from ontheway.fleet.service import Fleet
 from ontheway.regions import load_catalog
 from ontheway.schema.partitions import keep_partitions_ahead
 from ontheway.settings import Settings
@@ -31,9 +35,17 @@ def create_app(settings: Settings) -> FastAPI:
         conns = await Connections.open(settings, shards=catalog.shards())
         app.state.ontheway = AppState(settings, jwt_key, catalog, conns)
         upkeep = asyncio.create_task(keep_partitions_ahead(conns.shards))
+        app.state.fleet = Fleet.open(
+            conns.require_redis(),
+            catalog,
+            settings,
+            recorder=OrderEventsRecorder(app.state.ontheway.orders),
+            conns=conns,
+        )
         try:
             yield
         finally:
+            await app.state.fleet.aclose()
             upkeep.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await upkeep
@@ -49,5 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(system.router)
     app.include_router(orders.router)
     app.include_router(restaurants.router)
+    app.include_router(fleet_routes.router)
+    app.include_router(tracking_routes.router)
     app.include_router(roads.router)
     return app

@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Query
+from fastapi import APIRouter, Body, Depends, Header, Query
 from fastapi.responses import JSONResponse
 
 from ontheway.api.deps import Caller, OpsCaller, State
+from ontheway.api.routes.fleet import FleetDep
 from ontheway.auth import Role
+from ontheway.dispatch.assign import Assignments
 from ontheway.errors import Forbidden, InvalidInput, NotFound
 from ontheway.orders import access
 from ontheway.orders.lifecycle import EventType
@@ -81,9 +83,21 @@ async def change_order(
     return order_view(await state.orders.change(order_id, caller.sub, body))
 
 
+def assignments(state: State, fleet: FleetDep) -> Assignments:
+    """Assignments over this process's orders service and fleet."""
+    return Assignments(state.orders, fleet.store, state.conns.require_redis())
+
+
+AssignmentsDep = Annotated[Assignments, Depends(assignments)]
+
+
 @router.post("/api/orders/{order_id}/cancel")
 async def cancel_order(
-    state: State, caller: Caller, order_id: str, body: Annotated[CancelOrder | None, Body()] = None
+    state: State,
+    caller: Caller,
+    order_id: str,
+    after: AssignmentsDep,
+    body: Annotated[CancelOrder | None, Body()] = None,
 ) -> dict[str, Any]:
     """Cancel before pickup (its customer or ops); stock goes back, the payment is voided."""
     access.require_customer_or_ops(caller, await state.order_queries.get(order_id))
@@ -94,36 +108,41 @@ async def cancel_order(
         caller.sub,
         data={"reason": reason, "by": caller.role.value},
     )
+    await after.committed(row)
     return order_view(row)
 
 
 async def _driver_step(
-    state: State,
-    caller: Caller,
-    order_id: str,
-    event: EventType,
+    state: State, caller: Caller, order_id: str, event: EventType, after: Assignments
 ) -> dict[str, Any]:
     access.require_assigned_driver(caller, await state.order_queries.get(order_id))
     row = await state.orders.transition(order_id, event, caller.sub, expect_driver=caller.sub)
+    await after.committed(row)
     return order_view(row)
 
 
 @router.post("/api/orders/{order_id}/arrived")
-async def driver_arrived(state: State, caller: Caller, order_id: str) -> dict[str, Any]:
+async def driver_arrived(
+    state: State, caller: Caller, order_id: str, after: AssignmentsDep
+) -> dict[str, Any]:
     """The assigned driver is at the restaurant."""
-    return await _driver_step(state, caller, order_id, EventType.DRIVER_ARRIVED_RESTAURANT)
+    return await _driver_step(state, caller, order_id, EventType.DRIVER_ARRIVED_RESTAURANT, after)
 
 
 @router.post("/api/orders/{order_id}/picked-up")
-async def picked_up(state: State, caller: Caller, order_id: str) -> dict[str, Any]:
+async def picked_up(
+    state: State, caller: Caller, order_id: str, after: AssignmentsDep
+) -> dict[str, Any]:
     """The assigned driver has the food."""
-    return await _driver_step(state, caller, order_id, EventType.ORDER_PICKED_UP)
+    return await _driver_step(state, caller, order_id, EventType.ORDER_PICKED_UP, after)
 
 
 @router.post("/api/orders/{order_id}/delivered")
-async def delivered(state: State, caller: Caller, order_id: str) -> dict[str, Any]:
+async def delivered(
+    state: State, caller: Caller, order_id: str, after: AssignmentsDep
+) -> dict[str, Any]:
     """The assigned driver handed the food over; the payment is captured."""
-    return await _driver_step(state, caller, order_id, EventType.ORDER_DELIVERED)
+    return await _driver_step(state, caller, order_id, EventType.ORDER_DELIVERED, after)
 
 
 @router.post("/api/orders/{order_id}/confirm")
@@ -155,13 +174,12 @@ async def assign(
     caller: OpsCaller,
     order_id: str,
     body: AssignDriver,
+    assigning: AssignmentsDep,
 ) -> dict[str, Any]:
-    """Assign a driver by hand (ops of the order's region)."""
+    """Assign a driver by hand (ops of the order's region): the driver's capacity is
+    reserved in the fleet, then the assignment committed."""
     access.require_view(caller, await state.order_queries.get(order_id))
-    row = await state.orders.transition(
-        order_id, EventType.DRIVER_ASSIGNED, caller.sub, driver_id=body.driver_id
-    )
-    return order_view(row)
+    return order_view(await assigning.assign(order_id, body.driver_id, caller.sub))
 
 
 @router.get("/api/customers/{customer_id}/orders/summary")

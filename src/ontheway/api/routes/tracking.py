@@ -1,0 +1,65 @@
+"""Live tracking: ``WS /ws/orders/{order_id}/track`` for the order's customer (or ops)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from ontheway.api.deps import AppState
+from ontheway.api.routes.fleet import WS_FORBIDDEN, ws_principal
+from ontheway.errors import OnTheWayError
+from ontheway.fleet.service import Fleet
+from ontheway.orders import access
+
+router = APIRouter(tags=["tracking"])
+
+WS_NOT_FOUND = 4404
+
+
+@router.websocket("/ws/orders/{order_id}/track")
+async def track_order(ws: WebSocket, order_id: str) -> None:
+    """The order's status now and the assigned driver's last position, then every position,
+    status change and estimate as they happen. Other customers' orders are refused (4403)."""
+    state: AppState = ws.app.state.ontheway
+    fleet: Fleet = ws.app.state.fleet
+    await ws.accept()
+    try:
+        caller = ws_principal(ws, state)
+        order = await state.order_queries.get(order_id)
+        access.require_customer_or_ops(caller, order)
+    except OnTheWayError as exc:
+        await ws.send_text(json.dumps(exc.to_body() | {"type": "error"}))
+        await ws.close({401: 4401, 404: WS_NOT_FOUND}.get(exc.status, WS_FORBIDDEN))
+        return
+    async with fleet.tracking.follow(order_id) as queue:
+        await ws.send_text(json.dumps({"type": "status", "status": order["status"]}))
+        if order.get("driver_id"):
+            fix = await fleet.store.last_fix(order["driver_id"])
+            if fix is not None:
+                await ws.send_text(json.dumps(_position(fix.lat, fix.lng, fix.timestamp)))
+        forward = asyncio.create_task(_forward(ws, queue))
+        try:
+            with contextlib.suppress(WebSocketDisconnect):
+                while (await ws.receive())["type"] != "websocket.disconnect":
+                    pass  # the client only listens; anything it sends is ignored
+        finally:
+            forward.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                await forward
+
+
+def _position(lat: float, lng: float, timestamp: float) -> dict[str, Any]:
+    return {"type": "driver_location", "lat": lat, "lng": lng, "timestamp": timestamp}
+
+
+async def _forward(ws: WebSocket, queue: asyncio.Queue[dict[str, Any]]) -> None:
+    while True:
+        message = await queue.get()
+        if message.get("type") == "driver_location":
+            message = _position(message["lat"], message["lng"], message["timestamp"])
+        await ws.send_text(json.dumps(message))

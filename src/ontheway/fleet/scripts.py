@@ -1,0 +1,200 @@
+"""The fleet's Lua scripts: each runs in one round trip, on one region's slot. Pure: text only.
+
+Per-driver keys are built inside the scripts from the region's prefix (``driver:{sf}:``); they
+share the region's hash tag with the declared keys, so on a Redis Cluster they live on the same
+slot (see keys.py). Replies are small integer codes that store.py turns into outcomes.
+"""
+
+from __future__ import annotations
+
+# KEYS: locations, heartbeats, fixes counter. ARGV: prefix, ttl_s, then (id, lng, lat, ts)
+# per fix. Reply: one code per fix: 0 applied, 1 stale, 2 not registered in this region.
+INGEST = """
+local prefix, ttl = ARGV[1], tonumber(ARGV[2])
+local t = redis.call('TIME')
+local deadline = tonumber(t[1]) + tonumber(t[2]) / 1000000 + ttl
+local geo, beats, out = {}, {}, {}
+for i = 3, #ARGV, 4 do
+  local id, lng, lat, ts = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local pkey = prefix .. id .. ':profile'
+  local p = redis.call('HMGET', pkey, 'vehicle_type', 'status', 'ts', 'orders')
+  if not p[1] then
+    out[#out + 1] = 2
+  elseif p[3] and tonumber(p[3]) >= tonumber(ts) then
+    out[#out + 1] = 1
+  else
+    redis.call('HSET', pkey, 'ts', ts)
+    local wanted = p[2] or 'available'
+    if wanted ~= 'offline' then
+      redis.call('SET', prefix .. id .. ':status', wanted, 'EX', ttl)
+    end
+    geo[#geo + 1] = lng
+    geo[#geo + 1] = lat
+    geo[#geo + 1] = id
+    beats[#beats + 1] = deadline
+    beats[#beats + 1] = id
+    if p[4] and tonumber(p[4]) > 0 then
+      local msg = cjson.encode({type = 'driver_location', driver_id = id,
+        lat = tonumber(lat), lng = tonumber(lng), timestamp = tonumber(ts)})
+      for _, order in ipairs(redis.call('SMEMBERS', prefix .. id .. ':active_orders')) do
+        redis.call('PUBLISH', 'order:' .. order .. ':driver_location', msg)
+      end
+    end
+    out[#out + 1] = 0
+  end
+end
+-- Variadic writes, in chunks that stay below Lua's limit on unpacked arguments.
+for i = 1, #geo, 3000 do
+  redis.call('GEOADD', KEYS[1], unpack(geo, i, math.min(i + 2999, #geo)))
+end
+for i = 1, #beats, 3000 do
+  redis.call('ZADD', KEYS[2], unpack(beats, i, math.min(i + 2999, #beats)))
+end
+if #beats > 0 then redis.call('INCRBY', KEYS[3], #beats / 2) end
+return out
+"""
+
+# KEYS: locations. ARGV: prefix, lng, lat, limit, first count, vehicle types ('' = any,
+# else ',car,scooter,'), capacities ('bicycle=1,scooter=2,car=3'), then the ring radii (m).
+# Reply: [id, distance_m, lng, lat, vehicle_type, orders, rating, acceptance_rate] per driver,
+# nearest first.
+FIND_AVAILABLE = """
+local prefix, lng, lat = ARGV[1], ARGV[2], ARGV[3]
+local limit, count, types = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local caps = {}
+for vt, n in string.gmatch(ARGV[7], '([%w_]+)=(%d+)') do caps[vt] = tonumber(n) end
+local seen, found = {}, {}
+for ri = 8, #ARGV do
+  while true do
+    local res = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', lng, lat,
+      'BYRADIUS', ARGV[ri], 'm', 'ASC', 'COUNT', count, 'WITHDIST', 'WITHCOORD')
+    for _, m in ipairs(res) do
+      local id = m[1]
+      if not seen[id] then
+        seen[id] = true
+        if redis.call('GET', prefix .. id .. ':status') == 'available' then
+          local p = redis.call('HMGET', prefix .. id .. ':profile',
+            'vehicle_type', 'orders', 'rating', 'acceptance_rate')
+          local vt = p[1]
+          if vt and (types == '' or string.find(types, ',' .. vt .. ',', 1, true)) then
+            local n = tonumber(p[2] or '0') or 0
+            if n < (caps[vt] or 1) then
+              found[#found + 1] = {id, m[2], m[3][1], m[3][2], vt, n, p[3] or '', p[4] or ''}
+              if #found >= limit then return found end
+            end
+          end
+        end
+      end
+    end
+    -- Fewer than asked: every member inside this ring has been judged; widen the ring.
+    if #res < count then break end
+    count = count * 4
+  end
+end
+return found
+"""
+
+# ARGV: prefix, id, order, then (vehicle_type, capacity) pairs.
+# Reply: {code, orders}: 0 added, 1 already held, 2 full, 3 unknown driver, 4 offline.
+ADD_ORDER = """
+local prefix, id, order = ARGV[1], ARGV[2], ARGV[3]
+local caps = {}
+for i = 4, #ARGV, 2 do caps[ARGV[i]] = tonumber(ARGV[i + 1]) end
+local pkey, okey = prefix .. id .. ':profile', prefix .. id .. ':active_orders'
+local p = redis.call('HMGET', pkey, 'vehicle_type', 'status')
+if not p[1] then return {3, 0} end
+local n = redis.call('SCARD', okey)
+if redis.call('SISMEMBER', okey, order) == 1 then return {1, n} end
+if redis.call('EXISTS', prefix .. id .. ':status') == 0 then return {4, n} end
+local cap = caps[p[1]] or 1
+if n >= cap then return {2, n} end
+redis.call('SADD', okey, order)
+n = n + 1
+redis.call('HSET', pkey, 'orders', n)
+if n >= cap then
+  redis.call('HSET', pkey, 'status', 'busy')
+  redis.call('SET', prefix .. id .. ':status', 'busy', 'XX', 'KEEPTTL')
+end
+return {0, n}
+"""
+
+# ARGV: prefix, id, order, then (vehicle_type, capacity) pairs.
+# Reply: {code, orders}: 0 removed, 1 was not held, 3 unknown driver.
+REMOVE_ORDER = """
+local prefix, id, order = ARGV[1], ARGV[2], ARGV[3]
+local caps = {}
+for i = 4, #ARGV, 2 do caps[ARGV[i]] = tonumber(ARGV[i + 1]) end
+local pkey, okey = prefix .. id .. ':profile', prefix .. id .. ':active_orders'
+local p = redis.call('HMGET', pkey, 'vehicle_type', 'status')
+if not p[1] then return {3, 0} end
+local removed = redis.call('SREM', okey, order)
+local n = redis.call('SCARD', okey)
+redis.call('HSET', pkey, 'orders', n)
+if removed == 1 and p[2] == 'busy' and n < (caps[p[1]] or 1) then
+  redis.call('HSET', pkey, 'status', 'available')
+  redis.call('SET', prefix .. id .. ':status', 'available', 'XX', 'KEEPTTL')
+end
+return {removed == 1 and 0 or 1, n}
+"""
+
+# KEYS: heartbeats. ARGV: prefix, id, wanted ('available' | 'offline'), ttl_s, then
+# (vehicle_type, capacity) pairs. Reply: {code, status}: 0 set, 3 unknown, 5 holds orders.
+SET_STATUS = """
+local prefix, id, wanted, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local caps = {}
+for i = 5, #ARGV, 2 do caps[ARGV[i]] = tonumber(ARGV[i + 1]) end
+local pkey = prefix .. id .. ':profile'
+local p = redis.call('HMGET', pkey, 'vehicle_type', 'orders')
+if not p[1] then return {3, ''} end
+local n = tonumber(p[2] or '0') or 0
+if wanted == 'offline' then
+  if n > 0 then return {5, 'busy'} end
+  redis.call('HSET', pkey, 'status', 'offline')
+  redis.call('DEL', prefix .. id .. ':status')
+  redis.call('ZREM', KEYS[1], id)
+  return {0, 'offline'}
+end
+local st = 'available'
+if n >= (caps[p[1]] or 1) then st = 'busy' end
+redis.call('HSET', pkey, 'status', st)
+redis.call('SET', prefix .. id .. ':status', st, 'EX', ttl)
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[1], tonumber(t[1]) + tonumber(t[2]) / 1000000 + ttl, id)
+return {0, st}
+"""
+
+# KEYS: the lock. ARGV: the owner's token. Deletes the lock only for its owner.
+RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS: locations, heartbeats, pending. ARGV: prefix, most drivers per call.
+# Drivers whose heartbeat deadline has passed (and whose status key is gone) leave the map;
+# those holding orders go to the pending set, which is emptied only by ACK_UNAVAILABLE once
+# their DRIVER_UNAVAILABLE events are recorded: a monitor that restarts finds them again.
+# Reply: every pending driver id, with its current active orders: {id, {orders...}, ...}.
+SWEEP_EXPIRED = """
+local prefix, most = ARGV[1], tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, most)
+for _, id in ipairs(expired) do
+  local left_ms = redis.call('PTTL', prefix .. id .. ':status')
+  if left_ms > 0 then
+    redis.call('ZADD', KEYS[2], now + left_ms / 1000, id)
+  else
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('ZREM', KEYS[2], id)
+    if redis.call('SCARD', prefix .. id .. ':active_orders') > 0 then
+      redis.call('ZADD', KEYS[3], 'NX', now, id)
+    end
+  end
+end
+local out = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[3], 0, most - 1)) do
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('SMEMBERS', prefix .. id .. ':active_orders')
+end
+return out
+"""

@@ -1,0 +1,80 @@
+"""The fleet of one process: store, ingest, tracking hub, offline monitor and history, built from
+the settings once (the API's lifespan, a worker's main) and closed at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+
+from ontheway.connections import Connections
+from ontheway.fleet.history import HistoryWriter
+from ontheway.fleet.ingest import Ingestor
+from ontheway.fleet.monitor import OfflineMonitor, UnavailableRecorder
+from ontheway.fleet.store import FleetStore
+from ontheway.fleet.tracking import TrackingHub
+from ontheway.regions import Catalog
+from ontheway.settings import Settings
+
+
+def open_store(redis: aioredis.Redis, settings: Settings) -> FleetStore:
+    """A fleet store configured from the settings."""
+    return FleetStore(
+        redis,
+        heartbeat_ttl_s=settings.fleet_heartbeat_ttl_s,
+        max_active_orders=settings.fleet_max_active_orders,
+        lock_ttl_s=settings.fleet_lock_ttl_s,
+    )
+
+
+@dataclass
+class Fleet:
+    """What the fleet's routes share: the store, the ingest and the tracking hub."""
+
+    store: FleetStore
+    ingestor: Ingestor
+    tracking: TrackingHub
+    catalog: Catalog
+    monitor: OfflineMonitor | None = None
+    history: HistoryWriter | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def open(
+        cls,
+        redis: aioredis.Redis,
+        catalog: Catalog,
+        settings: Settings,
+        recorder: UnavailableRecorder | None = None,
+        conns: Connections | None = None,
+    ) -> Fleet:
+        """Build the fleet and start its background tasks: the monitor only with a recorder,
+        the history writer only with the shards' connections (and history enabled)."""
+        store = open_store(redis, settings)
+        ingestor = Ingestor(store, catalog, settings)
+        ingestor.start()
+        fleet = cls(store, ingestor, TrackingHub(redis), catalog)
+        if conns is not None and settings.fleet_history_enabled:
+            fleet.history = HistoryWriter(conns, catalog, settings)
+            ingestor.listeners.append(fleet.history.on_applied)
+            fleet.history.start()
+        if recorder is not None:
+            regions = [r.region for r in catalog]
+            fleet.monitor = OfflineMonitor(
+                store, regions, recorder, settings.fleet_monitor_interval_s
+            )
+            fleet._tasks.append(asyncio.create_task(fleet.monitor.run(), name="fleet-monitor"))
+        return fleet
+
+    async def aclose(self) -> None:
+        """Flush queued fixes and stop the background tasks."""
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.ingestor.aclose()
+        if self.history is not None:
+            await self.history.aclose()
+        await self.tracking.aclose()

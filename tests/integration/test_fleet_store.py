@@ -1,0 +1,244 @@
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from ontheway.connections import Connections
+from ontheway.errors import Conflict
+from ontheway.fleet import keys
+from ontheway.fleet.model import DriverStatus, Fix, Outcome, VehicleType
+from ontheway.fleet.store import FleetStore
+
+CAPS = {"bicycle": 1, "scooter": 2, "car": 3}
+CENTER = (37.7749, -122.4194)
+
+
+async def purge(conns: Connections, region: str, drivers: list[str]) -> None:
+    redis = conns.require_redis()
+    async for key in redis.scan_iter(match=f"*{{{region}}}*", count=1000):
+        await redis.delete(key)
+    if drivers:
+        await redis.delete(*(keys.home(d) for d in drivers))
+
+
+@pytest.fixture
+async def region(conns: Connections, uid: str) -> AsyncIterator[str]:
+    name = f"t_{uid}"
+    yield name
+    await purge(conns, name, [])
+
+
+def make_store(conns: Connections, ttl_s: int = 60) -> FleetStore:
+    return FleetStore(conns.require_redis(), heartbeat_ttl_s=ttl_s, max_active_orders=CAPS)
+
+
+def offset(metres_north: float) -> tuple[float, float]:
+    return CENTER[0] + metres_north / 111_195.0, CENTER[1]
+
+
+async def put(
+    store: FleetStore, region: str, driver: str, metres: float, vehicle: VehicleType
+) -> None:
+    await store.register_driver(driver, region, vehicle)
+    lat, lng = offset(metres)
+    assert await store.apply_fixes(region, [Fix(driver, region, lat, lng, time.time())]) == [
+        Outcome.APPLIED
+    ]
+
+
+async def cleanup_homes(conns: Connections, drivers: list[str]) -> None:
+    await conns.require_redis().delete(*(keys.home(d) for d in drivers))
+
+
+async def test_a_fix_lands_in_its_region_and_refreshes_the_heartbeat(
+    conns: Connections, region: str, uid: str
+) -> None:
+    store = make_store(conns)
+    driver = f"d_{uid}"
+    await put(store, region, driver, 0, VehicleType.CAR)
+    redis = conns.require_redis()
+    assert await store.position(region, driver) == pytest.approx(CENTER, abs=1e-5)
+    assert await store.status(region, driver) is DriverStatus.AVAILABLE
+    assert 0 < await redis.ttl(keys.status(region, driver)) <= 60
+    await cleanup_homes(conns, [driver])
+
+
+async def test_a_fix_older_than_the_last_stored_is_ignored(
+    conns: Connections, region: str, uid: str
+) -> None:
+    store = make_store(conns)
+    driver = f"d_{uid}"
+    await store.register_driver(driver, region, VehicleType.CAR)
+    now = time.time()
+    newer = Fix(driver, region, 37.78, -122.41, now)
+    older = Fix(driver, region, 37.70, -122.41, now - 10)
+    assert await store.apply_fixes(region, [newer, older]) == [Outcome.APPLIED, Outcome.STALE]
+    assert await store.position(region, driver) == pytest.approx((37.78, -122.41), abs=1e-5)
+    await cleanup_homes(conns, [driver])
+
+
+async def test_a_fix_for_a_driver_registered_elsewhere_is_not_applied_here(
+    conns: Connections, region: str, uid: str
+) -> None:
+    store = make_store(conns)
+    fix = Fix(f"nobody_{uid}", region, 37.78, -122.41, time.time())
+    assert await store.apply_fixes(region, [fix]) == [Outcome.NOT_HERE]
+
+
+async def test_an_expired_heartbeat_means_offline_and_never_a_candidate(
+    conns: Connections, region: str, uid: str
+) -> None:
+    store = make_store(conns, ttl_s=1)
+    driver = f"d_{uid}"
+    await put(store, region, driver, 10, VehicleType.CAR)
+    assert [c.driver_id for c in await store.find_available(region, *CENTER, 1000, 5)] == [driver]
+    deadline = time.monotonic() + 10
+    while await store.status(region, driver) is not DriverStatus.OFFLINE:
+        assert time.monotonic() < deadline, "the heartbeat never expired"
+        await asyncio.sleep(0.2)
+    assert await store.find_available(region, *CENTER, 1000, 5) == []
+    await cleanup_homes(conns, [driver])
+
+
+async def test_a_driver_at_capacity_is_busy_until_an_order_is_removed(
+    conns: Connections, region: str, uid: str
+) -> None:
+    store = make_store(conns)
+    bike, car = f"bike_{uid}", f"car_{uid}"
+    await put(store, region, bike, 10, VehicleType.BICYCLE)
+    await put(store, region, car, 20, VehicleType.CAR)
+    assert await store.add_order(region, bike, "o1") == 1
+    assert await store.status(region, bike) is DriverStatus.BUSY
+    with pytest.raises(Conflict):
+        await store.add_order(region, bike, "o2")
+    assert await store.add_order(region, car, "o3") == 1
+    assert await store.add_order(region, car, "o4") == 2
+    assert await store.status(region, car) is DriverStatus.AVAILABLE
+    found = await store.find_available(region, *CENTER, 1000, 5)
+    assert [(c.driver_id, c.active_orders) for c in found] == [(car, 2)]
+    assert await store.remove_order(region, bike, "o1") == 0
+    assert await store.status(region, bike) is DriverStatus.AVAILABLE
+    assert [c.driver_id for c in await store.find_available(region, *CENTER, 1000, 5)] == [
+        bike,
+        car,
+    ]
+    await cleanup_homes(conns, [bike, car])
+
+
+async def test_a_driver_holding_orders_cannot_go_offline(
+    conns: Connections, region: str, uid: str
+) -> None:
+    store = make_store(conns)
+    driver = f"d_{uid}"
+    await put(store, region, driver, 0, VehicleType.CAR)
+    await store.add_order(region, driver, "o1")
+    with pytest.raises(Conflict):
+        await store.set_status(region, driver, DriverStatus.OFFLINE)
+    await store.remove_order(region, driver, "o1")
+    assert await store.set_status(region, driver, DriverStatus.OFFLINE) is DriverStatus.OFFLINE
+    lat, lng = offset(5)
+    await store.apply_fixes(region, [Fix(driver, region, lat, lng, time.time() + 1)])
+    assert await store.status(region, driver) is DriverStatus.OFFLINE
+    assert await store.set_status(region, driver, DriverStatus.AVAILABLE) is DriverStatus.AVAILABLE
+    await cleanup_homes(conns, [driver])
+
+
+async def test_only_one_of_many_racers_takes_an_assignment_lock(
+    conns: Connections, region: str
+) -> None:
+    store = make_store(conns)
+    locks = await asyncio.gather(*(store.acquire_lock(region, "ord_1") for _ in range(20)))
+    held = [lock for lock in locks if lock is not None]
+    assert len(held) == 1
+    ttl = await conns.require_redis().ttl(held[0].key)
+    assert 0 < ttl <= 30
+
+
+async def test_a_lock_is_released_only_by_its_owner(conns: Connections, region: str) -> None:
+    store = make_store(conns)
+    lock = await store.acquire_lock(region, "ord_2")
+    assert lock is not None
+    impostor = type(lock)(lock.key, "not-the-token")
+    assert not await store.release_lock(impostor)
+    assert await store.acquire_lock(region, "ord_2") is None
+    assert await store.release_lock(lock)
+    assert await store.acquire_lock(region, "ord_2") is not None
+
+
+async def test_nearest_available_drivers_come_nearest_first_in_one_round_trip(
+    conns: Connections, region: str, uid: str
+) -> None:
+    store = make_store(conns)
+    drivers = []
+    # 60 busy bicycles close by force the search past its first ring and first count.
+    for i in range(60):
+        name = f"busy{i}_{uid}"
+        await put(store, region, name, 50 + i, VehicleType.BICYCLE)
+        await store.add_order(region, name, f"o{i}")
+        drivers.append(name)
+    for i, metres in enumerate([2900, 700, 1500, 2500]):
+        name = f"free{i}_{uid}"
+        await put(store, region, name, metres, VehicleType.CAR if i % 2 else VehicleType.SCOOTER)
+        drivers.append(name)
+    calls: list[Any] = []
+    original = store.redis.execute_command
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[0])
+        return await original(*args, **kwargs)
+
+    store.redis.execute_command = counting  # type: ignore[method-assign]
+    try:
+        found = await store.find_available(region, *CENTER, 3218.688, 3)
+    finally:
+        store.redis.execute_command = original  # type: ignore[method-assign]
+    assert len(calls) == 1
+    assert [c.driver_id for c in found] == [f"free1_{uid}", f"free2_{uid}", f"free3_{uid}"]
+    assert [round(c.distance_m, -1) for c in found] == [700, 1500, 2500]
+    scooters = await store.find_available(
+        region, *CENTER, 3218.688, 10, vehicle_types=[VehicleType.SCOOTER]
+    )
+    assert [c.driver_id for c in scooters] == [f"free2_{uid}", f"free0_{uid}"]
+    await cleanup_homes(conns, drivers)
+
+
+async def test_moving_a_driver_takes_its_state_out_of_the_old_region(
+    conns: Connections, region: str, uid: str
+) -> None:
+    store = make_store(conns)
+    driver = f"d_{uid}"
+    other = f"{region}_b"
+    await put(store, region, driver, 0, VehicleType.CAR)
+    await store.add_order(region, driver, "o1")
+    home = await store.move_driver(driver, other)
+    assert home.region == other
+    assert await store.position(region, driver) is None
+    assert await store.active_orders(other, driver) == {"o1"}
+    assert not await conns.require_redis().exists(keys.profile(region, driver))
+    await purge(conns, other, [driver])
+
+
+async def test_an_expired_driver_holding_orders_stays_pending_until_acknowledged(
+    conns: Connections, region: str, uid: str
+) -> None:
+    store = make_store(conns, ttl_s=1)
+    driver, idle = f"d_{uid}", f"idle_{uid}"
+    await put(store, region, driver, 0, VehicleType.CAR)
+    await put(store, region, idle, 5, VehicleType.CAR)
+    await store.add_order(region, driver, "o1")
+    deadline = time.monotonic() + 10
+    pending = await store.sweep_expired([region])
+    while not pending:
+        assert time.monotonic() < deadline, "the sweep never saw the expiry"
+        await asyncio.sleep(0.2)
+        pending = await store.sweep_expired([region])
+    assert [(p.driver_id, p.order_ids) for p in pending] == [(driver, ("o1",))]
+    # A monitor that restarts before acknowledging sees the driver again.
+    assert [p.driver_id for p in await store.sweep_expired([region])] == [driver]
+    assert await store.position(region, driver) is None
+    assert await store.position(region, idle) is None
+    await store.ack_unavailable(pending[0])
+    assert await store.sweep_expired([region]) == []
+    await cleanup_homes(conns, [driver, idle])

@@ -1,0 +1,122 @@
+import math
+
+import pytest
+
+from ontheway.errors import Forbidden, InvalidInput
+from ontheway.fleet.keys import active_orders, assignment_lock, locations, profile, status
+from ontheway.fleet.locate import RegionLocator
+from ontheway.fleet.model import check_reporter, check_timestamp, parse_location
+from ontheway.fleet.ratelimit import RateLimiter
+from ontheway.fleet.search import first_count, plan_rings
+from ontheway.regions import OutsideAllRegions, load_catalog
+
+NOW = 1_800_000_000.0
+GOOD = {"driver_id": "drv_001", "lat": 37.7749, "lng": -122.4194, "timestamp": NOW}
+
+
+def test_a_well_formed_fix_is_accepted() -> None:
+    fix = parse_location(GOOD)
+    assert (fix.driver_id, fix.lat, fix.lng, fix.timestamp) == ("drv_001", 37.7749, -122.4194, NOW)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("lat", 90.5),
+        ("lat", -91),
+        ("lng", 180.01),
+        ("lat", math.nan),
+        ("lng", math.inf),
+        ("lat", "37.7"),
+        ("lng", None),
+        ("timestamp", "yesterday"),
+        ("driver_id", "drv {sf}"),
+        ("driver_id", ""),
+    ],
+)
+def test_a_bad_field_is_refused_and_named(field: str, value: object) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_location({**GOOD, field: value})
+    assert caught.value.field == field
+
+
+def test_a_fix_that_is_not_an_object_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="JSON object"):
+        parse_location([37.7, -122.4])
+
+
+def test_timestamps_far_in_the_future_or_long_past_are_refused() -> None:
+    check_timestamp(NOW + 5, NOW, max_skew_s=30, max_age_s=300)
+    check_timestamp(NOW - 299, NOW, max_skew_s=30, max_age_s=300)
+    with pytest.raises(InvalidInput, match="future"):
+        check_timestamp(NOW + 3600, NOW, max_skew_s=30, max_age_s=300)
+    with pytest.raises(InvalidInput, match="old"):
+        check_timestamp(NOW - 86400, NOW, max_skew_s=30, max_age_s=300)
+
+
+def test_a_driver_reports_only_its_own_position_and_ops_any() -> None:
+    check_reporter("driver", "drv_001", "drv_001")
+    check_reporter("ops", "ops_1", "drv_001")
+    with pytest.raises(Forbidden):
+        check_reporter("driver", "drv_002", "drv_001")
+    with pytest.raises(Forbidden):
+        check_reporter("customer", "user_1", "drv_001")
+
+
+def test_one_key_floods_its_bucket_without_touching_another() -> None:
+    limiter = RateLimiter(rate_per_s=1.0, burst=3)
+    assert [limiter.allow("a", NOW) for _ in range(5)] == [True, True, True, False, False]
+    assert limiter.allow("b", NOW)
+    assert limiter.allow("a", NOW + 1.0)
+    assert not limiter.allow("a", NOW + 1.0)
+
+
+def test_idle_buckets_are_forgotten() -> None:
+    limiter = RateLimiter(rate_per_s=1.0, burst=2)
+    limiter.allow("a", NOW)
+    limiter.allow("b", NOW + 10)
+    assert len(limiter) == 1
+
+
+def test_search_rings_double_from_a_small_circle_up_to_the_radius() -> None:
+    assert plan_rings(3218.688) == [400.0, 800.0, 1600.0, 3200.0, 3218.688]
+    assert plan_rings(300.0) == [300.0]
+    assert first_count(10) == 40
+    with pytest.raises(ValueError):
+        plan_rings(0.0)
+
+
+def test_live_state_keys_carry_the_region_as_a_hash_tag() -> None:
+    assert locations("sf") == "drivers:locations:{sf}"
+    assert status("sf", "drv_001") == "driver:{sf}:drv_001:status"
+    assert active_orders("sf", "drv_001") == "driver:{sf}:drv_001:active_orders"
+    assert profile("sf", "drv_001") == "driver:{sf}:drv_001:profile"
+    assert assignment_lock("sf", "ord_1") == "order:{sf}:ord_1:assignment_lock"
+
+
+def test_the_region_locator_answers_as_the_catalog_does() -> None:
+    catalog = load_catalog()
+    locator = RegionLocator(catalog)
+    for region in catalog:
+        b = region.bbox
+        for lat, lng in [
+            (region.center.lat, region.center.lng),
+            (b.min_lat, b.min_lng),
+            (b.max_lat, b.max_lng),
+        ]:
+            assert locator.region_for(lat, lng) == catalog.region_for(lat, lng).region
+    with pytest.raises(OutsideAllRegions):
+        locator.region_for(0.0, -150.0)
+    with pytest.raises(OutsideAllRegions):
+        locator.region_for(math.nan, 0.0)
+
+
+def test_only_whole_days_before_the_retention_window_expire() -> None:
+    from datetime import date
+
+    from ontheway.fleet.history import expired_partitions, partition_name
+
+    names = [partition_name(date(2026, 11, d)) for d in (1, 2, 3)] + ["orders_y2026m11"]
+    assert expired_partitions(names, date(2026, 11, 4), retention_days=2) == [
+        partition_name(date(2026, 11, 1))
+    ]
