@@ -258,6 +258,19 @@ def worker(
 
 
 @app.command()
+def run(
+    port: Annotated[int | None, typer.Option(help="API port")] = None,
+    host: Annotated[str | None, typer.Option(help="API address")] = None,
+) -> None:
+    """Run the API, the relay and every worker together (for local use), until Ctrl-C."""
+    from ontheway.runall import run_all
+
+    settings = load_settings()
+    code = asyncio.run(run_all(port or settings.api_port, host or settings.api_host, console))
+    raise typer.Exit(code)
+
+
+@app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="port to listen on")] = None,

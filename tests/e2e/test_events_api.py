@@ -1,21 +1,25 @@
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
-from ontheway.auth import Role
+from ontheway.auth import Role, issue_token
+from ontheway.bench.common import free_port
 from ontheway.connections import Connections
 from ontheway.events.relay import cursor_name, start_at_end
 from ontheway.orders.lifecycle import EventType
 from ontheway.orders.service import OrderService
+from ontheway.settings import Settings
 from tests.e2e.conftest import Server
-from tests.helpers import order_for
+from tests.helpers import order_body, order_for
 
 
 def test_health_shows_the_relay_lag_of_every_shard(server: Server) -> None:
@@ -130,3 +134,65 @@ def test_an_unknown_consumer_is_refused_with_a_message() -> None:
     )
     assert result.returncode == 2
     assert "tarot" in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_run_starts_api_relay_and_workers_that_carry_an_order_to_its_payout(
+    conns: Connections,
+    sf: dict[str, Any],
+    uid: str,
+    stream_env: dict[str, str],
+    settings: Settings,
+) -> None:
+    port = free_port()
+    everything = await start(stream_env, "run", "--port", str(port))
+    base = f"http://127.0.0.1:{port}"
+    key = settings.jwt_key()
+
+    def auth(role: Role, sub: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {issue_token(key, role, sub)}"}
+
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            for _ in range(300):
+                with contextlib.suppress(httpx.TransportError):
+                    if (await http.get("/health")).status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+            restaurant, driver = sf["restaurants"][3], sf["drivers"][3]["driver_id"]
+            placed = await http.post(
+                "/api/orders",
+                json=order_body(restaurant),
+                headers=auth(Role.CUSTOMER, f"user_{uid}"),
+            )
+            assert placed.status_code == 201, placed.text
+            oid = placed.json()["order_id"]
+            moved = await http.post(
+                "/api/driver/location", headers=auth(Role.DRIVER, driver),
+                json={"driver_id": driver, "lat": restaurant["lat"], "lng": restaurant["lng"],
+                      "timestamp": time.time()})  # fmt: skip
+            assert moved.status_code == 202, moved.text
+            assigned = await http.post(
+                f"/api/ops/orders/{oid}/assign",
+                json={"driver_id": driver},
+                headers=auth(Role.OPS, "ops_1"),
+            )
+            assert assigned.status_code == 200, assigned.text
+            for step in ("arrived", "picked-up", "delivered"):
+                done = await http.post(
+                    f"/api/orders/{oid}/{step}", headers=auth(Role.DRIVER, driver)
+                )
+                assert done.status_code == 200, done.text
+        payout = None
+        for _ in range(300):
+            async with conns.shard_connection("americas") as conn:
+                cur = await conn.execute(
+                    "SELECT payout FROM driver_payouts WHERE order_id = %s", (oid,)
+                )
+                payout = await cur.fetchone()
+            if payout:
+                break
+            await asyncio.sleep(0.1)
+        assert payout is not None, "no payout: the relay or the payments worker did not run"
+    finally:
+        [code] = await stop(everything)
+    assert code == 0
