@@ -274,17 +274,27 @@ def run(
 def serve(
     host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="API processes")] = 1,
 ) -> None:
-    """Run the HTTP/WebSocket API (uvicorn)."""
+    """Run the HTTP/WebSocket API (uvicorn), in one process or several."""
     import uvicorn
 
     from ontheway.api.app import create_app
 
     settings = load_settings()
-    api = create_app(settings)
-    uvicorn.run(
-        api, host=host or settings.api_host, port=port or settings.api_port, log_level="info"
-    )
+    api = create_app(settings)  # settings and catalog errors surface here, before listening
+    bind_host, bind_port = host or settings.api_host, port or settings.api_port
+    if workers == 1:
+        uvicorn.run(api, host=bind_host, port=bind_port, log_level="info")
+    else:
+        uvicorn.run(
+            "ontheway.api.app:app_from_environment",
+            factory=True,
+            workers=workers,
+            host=bind_host,
+            port=bind_port,
+            log_level="info",
+        )
 
 
 @app.command()

@@ -42,11 +42,12 @@ class Server:
 def start_server(
     extra_env: dict[str, str] | None = None,
     expect_status: int = 200,
+    args: tuple[str, ...] = (),
 ) -> tuple[str, subprocess.Popen[bytes]]:
     """Start ``ontheway serve`` and wait until ``/health`` answers ``expect_status``."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ontheway", "serve", "--port", str(port)],
+        [sys.executable, "-m", "ontheway", "serve", "--port", str(port), *args],
         env={**os.environ, **(extra_env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

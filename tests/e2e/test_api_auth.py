@@ -129,3 +129,15 @@ def test_a_dependency_that_is_down_gives_503_quickly_not_a_hang(server: Server) 
         assert {d["name"]: d["ok"] for d in ops.json()}["falkordb"] is False
     finally:
         stop_server(proc)
+
+
+def test_the_api_serves_from_several_worker_processes(server: Server) -> None:
+    base, proc = start_server(args=("--workers", "2"))
+    try:
+        answers = {httpx.get(f"{base}/api/regions",
+                             headers=server.auth(Role.OPS, "ops_1")).status_code
+                   for _ in range(10)}  # fmt: skip
+        assert answers == {200}
+    finally:
+        stop_server(proc)
+    assert proc.returncode is not None

@@ -65,3 +65,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(tracking_routes.router)
     app.include_router(roads.router)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The API built from the environment: the factory each of several uvicorn workers runs."""
+    from ontheway.settings import load_settings
+
+    return create_app(load_settings())
