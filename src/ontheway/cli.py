@@ -206,6 +206,43 @@ def roads_import(
     asyncio.run(import_command(load_settings(), region, file, console))
 
 
+@roads_app.command("traffic")
+def roads_traffic(
+    region: Annotated[str, typer.Option(help="region id, e.g. sf")],
+    factor: Annotated[float, typer.Option(help="time = base time x factor; 1 = free flow")],
+    road: Annotated[list[int] | None, typer.Option(help="a road id (repeatable)")] = None,
+    street: Annotated[list[str] | None, typer.Option(help="a street name (repeatable)")] = None,
+    area: Annotated[list[str] | None, typer.Option(help="'lat,lng,radius_m' (repeatable)")] = None,
+) -> None:
+    """Set a traffic factor on roads, streets or areas; the next route follows it."""
+    from ontheway.roads.commands import traffic_command
+
+    asyncio.run(
+        traffic_command(
+            load_settings(),
+            region,
+            factor,
+            roads=road or [],
+            streets=street or [],
+            areas=area or [],
+            console=console,
+        )
+    )
+
+
+@roads_app.command("zones")
+def roads_zones(
+    region: Annotated[str, typer.Option(help="region id, e.g. sf")],
+    max_travel_s: Annotated[
+        float | None, typer.Option(min=1, help="also limit the travel time (seconds)")
+    ] = None,
+) -> None:
+    """Rebuild the delivery zones (H3 cells by road) of every restaurant of the region."""
+    from ontheway.roads.commands import zones_command
+
+    asyncio.run(zones_command(load_settings(), region, max_travel_s, console))
+
+
 @app.command()
 def relay() -> None:
     """Publish every shard's order events to the event stream until SIGTERM."""

@@ -74,3 +74,22 @@ def test_bench_roads_runs_on_a_small_extract_and_finds_routes_equal_to_scipys(
     assert "route incl." in result.stdout
     mismatch_row = next(line for line in result.stdout.splitlines() if "routes whose" in line)
     assert "│ 0 " in mismatch_row
+
+
+def test_roads_traffic_sets_a_factor_on_an_area_and_says_how_many_roads(settings: Settings) -> None:
+    imported = run_cli(
+        "roads", "import", "--region", "sf", str(DATA / "san-francisco-downtown-drive.osm.bz2")
+    )
+    assert imported.returncode == 0, imported.stderr
+    result = run_cli(
+        "roads", "traffic", "--region", "sf", "--factor", "1.5", "--area", "37.79,-122.40,300"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "traffic factor 1.5 on" in result.stdout
+    bad = run_cli("roads", "traffic", "--region", "sf", "--factor", "25", "--road", "1")
+    assert bad.returncode == 1
+    assert "edges.0.traffic_factor" in bad.stderr and "Traceback" not in bad.stderr
+    cleared = run_cli(
+        "roads", "traffic", "--region", "sf", "--factor", "1", "--area", "37.79,-122.40,20000"
+    )
+    assert cleared.returncode == 0, cleared.stderr

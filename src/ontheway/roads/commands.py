@@ -1,4 +1,4 @@
-"""The ``ontheway roads`` commands' work: a progress bar around the import and its summary."""
+"""The ``ontheway roads`` commands' work: the import (progress bar, summary), traffic, zones."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
-from ontheway.connections import GraphStore
+from ontheway.connections import Connections, GraphStore
 from ontheway.regions import load_catalog
+from ontheway.roads.delivery import ZonesSummary, load_restaurants, rebuild_zones
 from ontheway.roads.graph import ImportSummary
 from ontheway.roads.importer import import_osm
+from ontheway.roads.routing import RoadService, TrafficResult
+from ontheway.roads.traffic import InvalidTraffic, as_change
 from ontheway.settings import Settings
 
 _PHASES = {
@@ -65,3 +68,69 @@ def summary_table(summary: ImportSummary) -> Table:
     for key, value in rows.items():
         table.add_row(key, value)
     return table
+
+
+async def traffic_command(
+    settings: Settings,
+    region: str,
+    factor: float,
+    *,
+    roads: list[int],
+    streets: list[str],
+    areas: list[str],
+    console: Console,
+) -> TrafficResult:
+    """Set one traffic factor on the roads, streets and areas (``lat,lng,radius_m``) named."""
+    catalog = load_catalog(settings.region_catalog)
+    catalog.get(region)
+    circles = []
+    for i, text in enumerate(areas):
+        try:
+            lat, lng, radius = (float(part) for part in text.split(","))
+        except ValueError:
+            raise InvalidTraffic(
+                f"an area is 'lat,lng,radius_m', got {text!r}", field=f"areas.{i}"
+            ) from None
+        circles.append((lat, lng, radius, factor))
+    change = as_change(
+        roads=[(r, factor) for r in roads], streets=[(s, factor) for s in streets], areas=circles
+    )
+    store = GraphStore(settings.require_falkordb_url(), max(settings.dependency_timeout_s, 60))
+    try:
+        result = await RoadService(store, catalog).update_traffic(region, change)
+    finally:
+        await store.aclose()
+    index = "rebuilt" if result.full_rebuild else "re-customised"
+    console.print(
+        f"{region}: traffic factor {factor:g} on {result.changed_roads:,} roads "
+        f"({result.written_roads:,} written, CCH index {index}) in {result.took_s * 1000:.0f} ms"
+    )
+    return result
+
+
+async def zones_command(
+    settings: Settings, region: str, max_travel_s: float | None, console: Console
+) -> ZonesSummary:
+    """Rebuild the delivery zones of every restaurant of the region; print what was written."""
+    catalog = load_catalog(settings.region_catalog)
+    catalog.get(region)
+    conns = await Connections.open(settings, shards=[catalog.shard_for(region)], pool_max=2)
+    store = GraphStore(settings.require_falkordb_url(), max(settings.dependency_timeout_s, 60))
+    try:
+        restaurants = await load_restaurants(conns, catalog, region)
+        with console.status(f"computing the zones of {len(restaurants):,} restaurants"):
+            summary = await rebuild_zones(
+                RoadService(store, catalog),
+                await store.db(),
+                region,
+                restaurants,
+                max_travel_s=max_travel_s,
+            )
+    finally:
+        await store.aclose()
+        await conns.close()
+    console.print(
+        f"{region}: {summary.cells:,} delivery cells for {summary.restaurants:,} restaurants "
+        f"({len(summary.off_map):,} off the road map) in {summary.took_s:.1f} s"
+    )
+    return summary

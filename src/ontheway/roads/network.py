@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 
-from ontheway.roads.geo import haversine_m, project_m
+from ontheway.roads.geo import haversine_m, haversine_m_arrays, project_m
 from ontheway.roads.graph import RoadGraph
 
 SNAP_LIMIT_M = 500.0
@@ -57,6 +57,19 @@ class RoadNetwork:
         if distance > limit_m:
             return None
         return Snap(node, at_lat, at_lng, distance)
+
+    def snap_many(
+        self, lat: NDArray[np.float64], lng: NDArray[np.float64], limit_m: float = SNAP_LIMIT_M
+    ) -> NDArray[np.int64]:
+        """``snap`` for many points at once: each point's node, or -1 where none is near."""
+        if self._tree is None or not len(lat):
+            return np.full(len(lat), -1, dtype=np.int64)
+        points = project_m(lat, lng, self._ref_lat)
+        _, found = self._tree.query(points, k=1)
+        nodes = self.routable[found]
+        far = haversine_m_arrays(lat, lng, self.graph.lat[nodes], self.graph.lng[nodes]) > limit_m
+        result: NDArray[np.int64] = np.where(far, -1, nodes).astype(np.int64)
+        return result
 
     def has_roads(self, road_ids: list[int]) -> bool:
         """Whether every road id belongs to this network (else the graph was re-imported)."""

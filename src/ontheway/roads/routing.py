@@ -7,12 +7,15 @@ time is exactly the shortest time on the graph's current weights; distances are 
 fastest route, in metres. Snapping offsets (point to node) are reported, not added.
 
 Each query also returns the graph's import id: when the region was re-imported since the
-network was loaded, the network is reloaded and the route asked again.
+network was loaded, the network is reloaded and the route asked again. It returns the roads'
+current times too, so that steps follow traffic changes made by any process (the network in
+memory keeps the times it was loaded with).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
@@ -27,6 +30,8 @@ from ontheway.roads.geo import haversine_m
 from ontheway.roads.network import RoadNetwork, Snap
 from ontheway.roads.steps import Segment, Step, build_steps
 from ontheway.roads.store import graph_errors, graph_name, read_graph, read_meta
+from ontheway.roads.traffic import TrafficChange, plan_write, select_roads, travel_times
+from ontheway.roads.weights import write_weights
 
 SAME_POINT_M = 1.0
 _LEG_QUERY = """
@@ -34,7 +39,8 @@ MATCH (m:RoadMap)
 MATCH (a:Intersection {id: $s}), (b:Intersection {id: $t})
 CALL db.idx.cch.query({sourceNode: a, targetNode: b, relTypes: ['ROAD'], weightProp: 'time_s'})
 YIELD pathWeight, path
-RETURN m.import_id, pathWeight, [r IN relationships(path) | r.id]
+RETURN m.import_id, pathWeight, [r IN relationships(path) | r.id],
+       [r IN relationships(path) | r.time_s]
 """
 
 # One query for a whole matrix: one round trip, and one connection instead of one per pair.
@@ -45,6 +51,26 @@ CALL db.idx.cch.query({sourceNode: a, targetNode: b, relTypes: ['ROAD'], weightP
 YIELD pathWeight
 RETURN pair[0], pair[1], pathWeight
 """
+
+
+@dataclass(frozen=True)
+class TrafficResult:
+    """What a traffic update did (``written`` counts the padding; see ``roads.traffic``)."""
+
+    region: str
+    changed_roads: int
+    written_roads: int
+    full_rebuild: bool
+    took_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "region": self.region,
+            "changed_roads": self.changed_roads,
+            "written_roads": self.written_roads,
+            "index": "rebuilt" if self.full_rebuild else "re-customised",
+            "took_ms": round(self.took_s * 1000, 1),
+        }
 
 
 class _Reimported(Exception):
@@ -59,6 +85,7 @@ class Leg:
     end: Snap
     duration_s: float
     road_ids: list[int]
+    road_times_s: list[float] = field(default_factory=list)
     distance_m: float = 0.0
     geometry: list[list[float]] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
@@ -198,6 +225,40 @@ class RoadService:
             [0.0 if a.node == b.node else found.get((a.node, b.node)) for b in cols] for a in rows
         ]
 
+    async def many_to_many(
+        self, origins: list[LatLng], destinations: list[LatLng]
+    ) -> list[list[float | None]]:
+        """The travel-time matrix (seconds) from every origin to every destination."""
+        return await self.matrix(origins, destinations)
+
+    async def update_traffic(self, region: str, change: TrafficChange) -> TrafficResult:
+        """Set the traffic factors ``change`` names in the region's graph; the next route
+        reflects them. ``InvalidTraffic`` (naming the field) changes nothing."""
+        for attempt in range(2):
+            network = await self.network(region, reload=attempt > 0)
+            chosen = select_roads(network.graph, change)
+            plan = plan_write(network.graph, chosen)
+            started = time.perf_counter()
+            done = await write_weights(
+                await self._db(), graph_name(region), network.import_id, plan
+            )
+            if done.applied:
+                ids = np.fromiter(chosen, dtype=np.int64, count=len(chosen))
+                factors = np.fromiter(chosen.values(), dtype=np.float64, count=len(chosen))
+                network.graph.time_s[ids] = travel_times(network.graph.base_time_s[ids], factors)
+                return TrafficResult(
+                    region,
+                    done.changed,
+                    done.written,
+                    done.full_rebuild,
+                    time.perf_counter() - started,
+                )
+        raise DependencyUnavailable(f"the road graph of {region!r} keeps changing; try again")
+
+    async def graph_db(self) -> Any:
+        """The FalkorDB client (503 when FalkorDB is not configured or down)."""
+        return await self._db()
+
     async def _db(self) -> Any:
         if self._graphs is None:
             raise DependencyUnavailable("FalkorDB is not configured")
@@ -228,10 +289,11 @@ class RoadService:
             if await read_meta(db, graph_name(region)) != network.import_id:
                 raise _Reimported
             raise Unreachable(f"no route leads from ({a.lat}, {a.lng}) to ({b.lat}, {b.lng})")
-        import_id, weight, road_ids = rows[0]
+        import_id, weight, road_ids, road_times = rows[0]
         if import_id != network.import_id or not network.has_roads(road_ids):
             raise _Reimported
-        return _describe(network, Leg(a, b, float(weight), [int(r) for r in road_ids]), final)
+        leg = Leg(a, b, float(weight), [int(r) for r in road_ids], [float(t) for t in road_times])
+        return _describe(network, leg, final)
 
 
 def _xy(point: LatLng) -> tuple[float, float]:
@@ -252,7 +314,7 @@ def _describe(network: RoadNetwork, leg: Leg, final: str) -> Leg:
         g.lng[dst].tolist(),
         [g.name[r] for r in leg.road_ids],
         g.distance_m[ids].tolist(),
-        g.time_s[ids].tolist(),
+        leg.road_times_s,
         strict=True,
     )
     segments = [Segment(*row) for row in columns]
@@ -262,6 +324,7 @@ def _describe(network: RoadNetwork, leg: Leg, final: str) -> Leg:
         leg.end,
         leg.duration_s,
         leg.road_ids,
+        leg.road_times_s,
         distance_m=float(g.distance_m[ids].sum()),
         geometry=geometry,
         steps=build_steps(segments, final),

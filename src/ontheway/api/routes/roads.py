@@ -1,17 +1,24 @@
-"""Roads (API.md): routes between points through the region's road graph."""
+"""Roads (API.md): routes between points through the region's road graph, and traffic."""
 
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
 
-from ontheway.api.deps import Caller, State
+from ontheway.api.deps import Caller, OpsCaller, State
 from ontheway.errors import InvalidInput
-from ontheway.regions import LatLng
+from ontheway.orders.ids import region_of
+from ontheway.regions import Latitude, LatLng, Longitude
+from ontheway.roads.delivery import can_deliver
+from ontheway.roads.planning import plan_driver_stops
+from ontheway.roads.sequence import Stop
+from ontheway.roads.traffic import MAX_FACTOR, AreaFactor, RoadFactor, StreetFactor, TrafficChange
 
 router = APIRouter(tags=["roads"])
+MAX_PLAN_STOPS = 20  # a matrix of 21 x 21 CCH queries: about a quarter of a second
 
 
 def parse_point(text: str, field: str) -> LatLng:
@@ -49,3 +56,113 @@ async def route(
     stops += [parse_point(v, "via") for v in via or []]
     stops.append(parse_point(to, "to"))
     return (await state.roads.route(stops)).to_dict()
+
+
+Factor = Annotated[
+    float,
+    Field(gt=0, le=MAX_FACTOR, allow_inf_nan=False, description="1 = free flow, 2 = twice as slow"),
+]
+
+
+class RoadFactorIn(BaseModel):
+    road_id: int
+    traffic_factor: Factor
+
+
+class StreetFactorIn(BaseModel):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    traffic_factor: Factor
+
+
+class AreaFactorIn(BaseModel):
+    lat: Latitude
+    lng: Longitude
+    radius_m: Annotated[float, Field(gt=0, le=50_000, allow_inf_nan=False)]
+    traffic_factor: Factor
+
+
+class TrafficIn(BaseModel):
+    """``POST /api/ops/traffic``: factors by road id (API.md), by street name or by area."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    region: Annotated[str, Field(min_length=1, max_length=64)]
+    edges: Annotated[list[RoadFactorIn], Field(max_length=250_000)] = []
+    streets: Annotated[list[StreetFactorIn], Field(max_length=1000)] = []
+    # Each area is one pass over every road of the map (about 5 ms on Mexico City).
+    areas: Annotated[list[AreaFactorIn], Field(max_length=100)] = []
+
+
+@router.post("/api/ops/traffic")
+async def set_traffic(state: State, caller: OpsCaller, body: TrafficIn) -> dict[str, Any]:
+    """Set traffic factors (ops of the region); the next route follows the new times."""
+    state.catalog.get(body.region)
+    caller.require_region(body.region)
+    change = TrafficChange(
+        roads=tuple(RoadFactor(e.road_id, e.traffic_factor) for e in body.edges),
+        streets=tuple(StreetFactor(s.name, s.traffic_factor) for s in body.streets),
+        areas=tuple(AreaFactor(a.lat, a.lng, a.radius_m, a.traffic_factor) for a in body.areas),
+    )
+    return (await state.roads.update_traffic(body.region, change)).to_dict()
+
+
+@router.get("/api/restaurants/{restaurant_id}/can-deliver")
+async def can_deliver_here(
+    state: State,
+    _: Caller,
+    restaurant_id: str,
+    lat: Annotated[Latitude, Query()],
+    lng: Annotated[Longitude, Query()],
+) -> dict[str, Any]:
+    """Whether the restaurant delivers to the point (its delivery zone), and the travel time."""
+    region = region_of(restaurant_id, "rest")
+    state.catalog.get(region)
+    db = await state.roads.graph_db()
+    return (await can_deliver(db, region, restaurant_id, lat, lng)).to_dict()
+
+
+class PointIn(BaseModel):
+    lat: Latitude
+    lng: Longitude
+
+
+class StopIn(PointIn):
+    order_id: Annotated[str, Field(min_length=1, max_length=64)]
+    kind: Literal["pickup", "dropoff"]
+    service_s: Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False)] = 0.0
+
+
+class StopPlanIn(BaseModel):
+    """``POST /api/route/plan``: a driver's stops to put in order (an addition to API.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    driver: PointIn
+    stops: Annotated[list[StopIn], Field(min_length=1, max_length=MAX_PLAN_STOPS)]
+    objective: Literal["finish", "deliveries"] = "finish"
+
+
+@router.post("/api/route/plan")
+async def plan_stops_route(state: State, _: Caller, body: StopPlanIn) -> dict[str, Any]:
+    """The best order of a driver's pickups and drop-offs, with the arrival at each stop."""
+    stops = [
+        (LatLng(lat=s.lat, lng=s.lng), Stop(s.order_id, s.kind, s.service_s)) for s in body.stops
+    ]
+    driver = LatLng(lat=body.driver.lat, lng=body.driver.lng)
+    plan = await plan_driver_stops(state.roads, driver, stops, body.objective)
+    return {
+        "objective": body.objective,
+        "exact": plan.exact,
+        "finish_s": round(plan.finish_s, 1),
+        "stops": [
+            {
+                "index": i,
+                "order_id": body.stops[i].order_id,
+                "kind": body.stops[i].kind,
+                "lat": body.stops[i].lat,
+                "lng": body.stops[i].lng,
+                "arrival_s": round(arrival, 1),
+            }
+            for i, arrival in zip(plan.order, plan.arrival_s, strict=True)
+        ],
+    }
