@@ -265,24 +265,31 @@ def relay() -> None:
 
 @app.command()
 def worker(
-    consumer: Annotated[str, typer.Option(help="payments, eta or analytics")],
+    consumer: Annotated[str, typer.Option(help="dispatch, payments, eta or analytics")],
 ) -> None:
     """Run one consumer of the event stream until SIGTERM (any number may run side by side)."""
-    from ontheway.events.consumers import CONSUMERS
+    from ontheway.events.consumers import CONSUMERS, consumer_names
     from ontheway.events.factory import open_bus
     from ontheway.events.worker import run_worker
     from ontheway.runner import run_until_signalled
 
-    if consumer not in CONSUMERS:
+    names = consumer_names()
+    if consumer not in names:
         raise typer.BadParameter(
-            f"{consumer!r} is not one of {', '.join(sorted(CONSUMERS))}", param_hint="--consumer"
+            f"{consumer!r} is not one of {', '.join(names)}", param_hint="--consumer"
         )
     settings = load_settings()
 
     async def main(conns: Connections, stop: asyncio.Event) -> None:
         bus = open_bus(settings, conns)
         try:
-            stats = await run_worker(conns, bus, CONSUMERS[consumer], stop=stop)
+            if consumer == "dispatch":
+                from ontheway.dispatch.dispatcher import build_dispatcher, dispatch_consumer
+
+                chosen = dispatch_consumer(build_dispatcher(conns, settings))
+            else:
+                chosen = CONSUMERS[consumer]
+            stats = await run_worker(conns, bus, chosen, stop=stop)
         finally:
             await bus.close()
         console.print(

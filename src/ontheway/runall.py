@@ -11,7 +11,7 @@ import sys
 
 from rich.console import Console
 
-from ontheway.events.consumers import CONSUMERS
+from ontheway.events.consumers import consumer_names
 from ontheway.smoke import api_process
 
 
@@ -26,7 +26,7 @@ async def run_all(port: int, host: str, console: Console) -> int:
         async with api_process(port, host=host) as (base, api):
             parts["api"] = api
             parts["relay"] = await _start("relay")
-            for name in sorted(CONSUMERS):
+            for name in consumer_names():
                 parts[f"worker {name}"] = await _start("worker", "--consumer", name)
             console.print(
                 f"ontheway is running: API {base} (docs {base}/docs); "

@@ -66,6 +66,18 @@ class Settings(BaseSettings):
     fleet_history_enabled: bool = Field(True, description="keep every position in PostgreSQL")
     fleet_history_flush_s: float = Field(1.0, gt=0, le=60, description="history COPY period")
     fleet_monitor_interval_s: float = Field(1.0, gt=0, le=5, description="offline sweep period")
+    dispatch_weights: tuple[float, float, float] = Field(
+        (0.5, 0.3, 0.2), description="dispatch score weights: travel time, rating, acceptance"
+    )
+    dispatch_radii_mi: tuple[float, ...] = Field((2.0, 5.0), description="search rings, miles")
+    dispatch_vehicle_types: tuple[Literal["bicycle", "scooter", "car"], ...] = Field(
+        (), description="vehicles dispatch may choose (empty: any)"
+    )
+    dispatch_candidates: int = Field(20, ge=1, le=200, description="drivers scored per search")
+    dispatch_flag_after_s: float = Field(120.0, gt=0, description="no driver: flag for ops after")
+    dispatch_straight_line_kph: float | None = Field(
+        None, gt=0, description="without a road map, estimate travel at this speed (else refuse)"
+    )
 
     @field_validator("shard_dsns")
     @classmethod

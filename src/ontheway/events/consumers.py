@@ -149,6 +149,13 @@ ANALYTICS = Consumer("analytics", {
 })  # fmt: skip
 
 CONSUMERS = {c.name: c for c in (PAYMENTS, ETA, ANALYTICS)}
+# Consumers built in each process from its connections (``ontheway.dispatch.dispatcher``).
+BUILT_PER_PROCESS = ("dispatch",)
+
+
+def consumer_names() -> list[str]:
+    """Every consumer a worker can run."""
+    return sorted({*CONSUMERS, *BUILT_PER_PROCESS})
 
 
 def _time(value: str | None) -> datetime | None:

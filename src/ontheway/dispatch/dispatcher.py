@@ -1,0 +1,224 @@
+"""The dispatcher: on ``ORDER_PLACED`` and ``DRIVER_UNAVAILABLE``, find and assign a driver.
+
+Steps: read the order (nothing to do unless it is searching for a driver); ask the fleet
+for available drivers with spare capacity near the restaurant, in rings of
+``dispatch_radii_mi`` (2 miles, then 5 when none); time each by road to the restaurant
+(``RoadService.matrix``); capacity is filtered by the fleet's search, vehicle types by
+``dispatch_vehicle_types``; rank them (``scoring.rank``); assign the best through
+``Assignments.assign``, falling to the next candidate when one is refused (full, gone
+offline, locked). Drivers accept automatically for now (no offer over ``/ws/driver`` yet).
+
+Idempotency: the worker marks the event handled in the same transaction as the handler,
+but the assignment commits on its own (PostgreSQL via ``OrderService``, Redis via the
+fleet). So the dispatcher is idempotent by itself: an order that is no longer searching is
+"already done", and an assignment refused because the order was taken meanwhile (a 409 from
+the conditional update) is "already done" too, never a failure.
+
+No road map: a region without one (or a restaurant off its map) is refused with
+``DispatchRefused`` (recorded by the worker, retried, dead-lettered) unless
+``dispatch_straight_line_kph`` is set, in which case travel time is the straight-line
+distance at that speed. A driver off the map is left out.
+
+No driver: ``NoDriverYet`` is raised, so the worker records it and the stream delivers the
+event again later; once the order has searched for ``dispatch_flag_after_s`` it is also put
+on the region's list for operations (``dispatch:no_driver:{region}``, a sorted set by time).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ontheway.connections import Connections
+from ontheway.dispatch.assign import Assignments
+from ontheway.dispatch.scoring import Scored, rank
+from ontheway.errors import Conflict, NotFound, OnTheWayError
+from ontheway.events.consumers import Consumer, Handler
+from ontheway.events.model import Event
+from ontheway.fleet.model import Candidate, UnknownDriver, VehicleType
+from ontheway.fleet.service import open_store
+from ontheway.fleet.store import FleetStore
+from ontheway.orders.ids import region_of
+from ontheway.orders.lifecycle import EventType, Status
+from ontheway.orders.queries import OrderQueries
+from ontheway.orders.service import OrderService
+from ontheway.orders.store import ShardAccess
+from ontheway.regions import LatLng, load_catalog
+from ontheway.roads.errors import NoRoadMap, OutsideRoadMap
+from ontheway.roads.routing import RoadService
+from ontheway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+METRES_PER_MILE = 1609.344
+ACTOR = "dispatch"
+SEARCHING = {Status.SEARCHING_DRIVER.value, Status.SEARCHING_DRIVER_AGAIN.value}
+
+
+class NoDriverYet(OnTheWayError):
+    """No available driver near the restaurant: try again later (the worker retries)."""
+
+    code = "no_driver_yet"
+    status = 503
+
+
+class DispatchRefused(OnTheWayError):
+    """The order cannot be dispatched as configured (no road map and no fallback)."""
+
+    code = "dispatch_refused"
+    status = 503
+
+
+def flagged_key(region: str) -> str:
+    """Orders of a region that found no driver in time, for operations."""
+    return f"dispatch:no_driver:{{{region}}}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one dispatch did: ``assigned`` a driver, or found the order ``done`` already."""
+
+    order_id: str
+    driver_id: str | None
+    assigned: bool
+
+
+class Dispatcher:
+    """Finds, ranks and assigns drivers for orders that are searching for one."""
+
+    def __init__(
+        self,
+        orders: OrderService,
+        queries: OrderQueries,
+        fleet: FleetStore,
+        assignments: Assignments,
+        roads: RoadService,
+        settings: Settings,
+    ) -> None:
+        self.orders = orders
+        self.queries = queries
+        self.fleet = fleet
+        self.assignments = assignments
+        self.roads = roads
+        self.settings = settings
+
+    async def dispatch(self, order_id: str) -> Outcome:
+        """Assign the best available driver to the order, unless it has one already."""
+        order = await self.queries.get(order_id)
+        if order["status"] not in SEARCHING:
+            return Outcome(order_id, order["driver_id"], False)
+        region = region_of(order_id, "ord")
+        restaurant = LatLng(lat=order["restaurant_lat"], lng=order["restaurant_lng"])
+        ranked = await self._ranked(region, restaurant)
+        for choice in ranked:
+            try:
+                row = await self.assignments.assign(order_id, choice.driver_id, ACTOR)
+            except (Conflict, UnknownDriver):
+                # Taken meanwhile (another dispatcher won): done. Otherwise this driver was
+                # refused (full, offline, moved away) or the lock is held: try the next one.
+                now = await self.queries.get(order_id)
+                if now["status"] not in SEARCHING:
+                    return Outcome(order_id, now["driver_id"], False)
+                continue
+            return Outcome(order_id, str(row["driver_id"]), True)
+        await self._flag_if_late(region, order)
+        raise NoDriverYet(f"no available driver near the restaurant of {order_id}")
+
+    async def _ranked(self, region: str, restaurant: LatLng) -> list[Scored]:
+        for radius_mi in self.settings.dispatch_radii_mi:
+            found = await self.fleet.find_available(
+                region,
+                restaurant.lat,
+                restaurant.lng,
+                radius_mi * METRES_PER_MILE,
+                self.settings.dispatch_candidates,
+                [VehicleType(v) for v in self.settings.dispatch_vehicle_types] or None,
+            )
+            if not found:
+                continue
+            timed = await self._travel_times(found, restaurant)
+            if timed:
+                return rank(timed, self.settings.dispatch_weights)
+        return []
+
+    async def _travel_times(self, found: list[Candidate], restaurant: LatLng) -> list[Scored]:
+        """Road travel time of each candidate to the restaurant; candidates off the map or
+        with no route are left out."""
+        origins = [LatLng(lat=c.lat, lng=c.lng) for c in found]
+        try:
+            try:
+                times = [row[0] for row in await self.roads.matrix(origins, [restaurant])]
+            except OutsideRoadMap as exc:
+                if exc.field != "origins":
+                    raise
+                times = [await self._one_time(o, restaurant) for o in origins]
+        except (NoRoadMap, OutsideRoadMap) as exc:
+            speed_kph = self.settings.dispatch_straight_line_kph
+            if speed_kph is None:
+                raise DispatchRefused(
+                    f"no road travel times ({exc.message}); set "
+                    "ONTHEWAY_DISPATCH_STRAIGHT_LINE_KPH to dispatch by straight-line distance"
+                ) from exc
+            times = [c.distance_m / (speed_kph / 3.6) for c in found]
+        return [
+            Scored(c.driver_id, t, c.rating, c.acceptance_rate)
+            for c, t in zip(found, times, strict=True)
+            if t is not None
+        ]
+
+    async def _one_time(self, origin: LatLng, restaurant: LatLng) -> float | None:
+        try:
+            return (await self.roads.matrix([origin], [restaurant]))[0][0]
+        except OutsideRoadMap as exc:
+            if exc.field != "origins":
+                raise
+            return None
+
+    async def _flag_if_late(self, region: str, order: dict[str, Any]) -> None:
+        waited_s = (datetime.now(UTC) - order["created_at"]).total_seconds()
+        if waited_s < self.settings.dispatch_flag_after_s:
+            return
+        added = await self.fleet.redis.zadd(
+            flagged_key(region), {order["order_id"]: time.time()}, nx=True
+        )
+        if added:
+            log.warning("order %s found no driver in %.0f s", order["order_id"], waited_s)
+
+    async def handle(self, conn: Any, event: Event) -> None:
+        """The consumer's handler (``conn`` is the worker's transaction, unused: the
+        assignment commits on its own and is idempotent)."""
+        try:
+            await self.dispatch(event.order_id)
+        except NotFound as exc:
+            if exc.code != "unknown_order":
+                raise
+            log.warning("dispatch skips %s: %s", event.order_id, exc.message)
+
+
+def dispatch_consumer(dispatcher: Dispatcher) -> Consumer:
+    """The ``dispatch`` consumer of the event stream."""
+    handlers: dict[str, Handler] = {
+        EventType.ORDER_PLACED.value: dispatcher.handle,
+        EventType.DRIVER_UNAVAILABLE.value: dispatcher.handle,
+    }
+    return Consumer("dispatch", handlers)
+
+
+def build_dispatcher(conns: Connections, settings: Settings) -> Dispatcher:
+    """A dispatcher over the process's connections."""
+    catalog = load_catalog(settings.region_catalog)
+    shards = ShardAccess(conns, catalog)
+    redis = conns.require_redis()
+    fleet = open_store(redis, settings)
+    orders = OrderService(shards)
+    return Dispatcher(
+        orders,
+        OrderQueries(shards),
+        fleet,
+        Assignments(orders, fleet, redis),
+        RoadService(conns.graphs, catalog),
+        settings,
+    )

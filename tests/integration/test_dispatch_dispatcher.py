@@ -1,0 +1,421 @@
+"""The dispatcher on real servers: road travel times on the San Francisco map, the fleet in
+Redis, assignments in PostgreSQL, and the dispatch consumer on a stream of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ontheway.connections import Connections, GraphStore
+from ontheway.dispatch.assign import Assignments
+from ontheway.dispatch.dispatcher import (
+    Dispatcher,
+    NoDriverYet,
+    dispatch_consumer,
+    flagged_key,
+)
+from ontheway.events.redis_streams import RedisStreamsBus
+from ontheway.events.relay import relay_batch, start_at_end
+from ontheway.events.worker import WorkerStats, run_worker
+from ontheway.fleet.model import Fix, VehicleType
+from ontheway.fleet.service import open_store
+from ontheway.fleet.store import FleetStore
+from ontheway.orders.lifecycle import EventType
+from ontheway.orders.queries import OrderQueries
+from ontheway.orders.service import OrderService
+from ontheway.regions import Catalog
+from ontheway.roads.importer import import_osm
+from ontheway.roads.network import RoadNetwork
+from ontheway.roads.routing import RoadService
+from ontheway.roads.store import graph_exists, graph_name
+from ontheway.seeding import seed_with_fleet
+from ontheway.settings import Settings
+from tests.helpers import order_for
+
+SF_MAP = Path(__file__).parents[1] / "data" / "osm" / "san-francisco-downtown-drive.osm.bz2"
+
+
+@pytest.fixture(scope="module")
+async def roads(settings: Settings, catalog: Catalog) -> AsyncIterator[RoadService]:
+    """Routing over ``roads:{sf}``, imported from the downtown extract only if absent."""
+    store = GraphStore(settings.require_falkordb_url(), settings.dependency_timeout_s)
+    db = await store.db()
+    if not await graph_exists(db, graph_name("sf")):
+        await import_osm(db, "sf", SF_MAP)
+    yield RoadService(store, catalog)
+    await db.connection.connection_pool.disconnect()
+    await store.aclose()
+
+
+@pytest.fixture(scope="module")
+async def town(
+    conns: Connections, catalog: Catalog, settings: Settings, roads: RoadService
+) -> dict[str, Any]:
+    """San Francisco seeded afresh; its first restaurant is moved onto the downtown map
+    (the seed spreads restaurants over the whole city, the extract covers downtown)."""
+    seeded = await seed_with_fleet(
+        conns, catalog, settings, "sf", restaurants=2, customers=4, drivers=16,
+        seed=random.randrange(1 << 30),
+    )  # fmt: skip
+    network = await roads.network("sf")
+    # A random node near the middle of the map, so that runs do not share one spot.
+    lats, lngs = network.graph.lat[network.routable], network.graph.lng[network.routable]
+    middle = (np.abs(lats - np.median(lats)) < 0.008) & (np.abs(lngs - np.median(lngs)) < 0.008)
+    pick = random.choice(np.flatnonzero(middle).tolist())
+    node = network.snap(float(lats[pick]), float(lngs[pick]))
+    assert node is not None
+    # Beside a node, not on it: drivers stand on nodes (see the no-driver test).
+    spot = next(
+        (node.lat + d, node.lng)
+        for d in (0.0001, -0.0001, 0.00015, -0.00015)
+        if (s := network.snap(node.lat + d, node.lng)) is not None and 3 <= s.distance_m <= 30
+    )
+    restaurant = seeded["restaurants"][0] | {"lat": spot[0], "lng": spot[1]}
+    async with conns.shard_connection("americas") as conn:
+        await conn.execute(
+            "UPDATE restaurants SET location = ST_MakePoint(%s, %s)::geography"
+            " WHERE restaurant_id = %s",
+            (spot[1], spot[0], restaurant["restaurant_id"]),
+        )
+        await conn.commit()
+    seeded["restaurant"] = restaurant
+    seeded["network"] = network
+    # Every driver of this module drives a car (capacity 3), whatever the seed drew.
+    await open_store(conns.require_redis(), settings).register_many(
+        [(d["driver_id"], "sf", VehicleType.CAR) for d in seeded["drivers"]]
+    )
+    seeded["spare"] = list(seeded["drivers"])
+    return seeded
+
+
+def node_at(town: dict[str, Any], distance_m: float) -> tuple[float, float]:
+    """A routable node about ``distance_m`` from the restaurant (crow's distance)."""
+    network: RoadNetwork = town["network"]
+    r = town["restaurant"]
+    lat, lng = network.graph.lat[network.routable], network.graph.lng[network.routable]
+    dy = (lat - r["lat"]) * 111_320
+    dx = (lng - r["lng"]) * 111_320 * math.cos(math.radians(r["lat"]))
+    best = int(abs((dx**2 + dy**2) ** 0.5 - distance_m).argmin())
+    return float(lat[best]), float(lng[best])
+
+
+def take_drivers(town: dict[str, Any], n: int) -> list[str]:
+    """Cars no other test of this module uses."""
+    taken, town["spare"] = town["spare"][:n], town["spare"][n:]
+    assert len(taken) == n
+    return [d["driver_id"] for d in taken]
+
+
+async def put(fleet: FleetStore, driver_id: str, at: tuple[float, float]) -> None:
+    await fleet.apply_fixes("sf", [Fix(driver_id, "sf", at[0], at[1], time.time())])
+
+
+def make_dispatcher(
+    orders: OrderService,
+    queries: OrderQueries,
+    fleet: FleetStore,
+    conns: Connections,
+    roads: RoadService,
+    settings: Settings,
+    **changes: Any,
+) -> Dispatcher:
+    return Dispatcher(
+        orders,
+        queries,
+        fleet,
+        Assignments(orders, fleet, conns.require_redis()),
+        roads,
+        settings.model_copy(update=changes),
+    )
+
+
+@pytest.fixture
+def fleet(conns: Connections, settings: Settings) -> FleetStore:
+    return open_store(conns.require_redis(), settings)
+
+
+@pytest.fixture
+def dispatcher(
+    orders: OrderService,
+    queries: OrderQueries,
+    fleet: FleetStore,
+    conns: Connections,
+    roads: RoadService,
+    settings: Settings,
+) -> Dispatcher:
+    return make_dispatcher(orders, queries, fleet, conns, roads, settings)
+
+
+async def place(orders: OrderService, town: dict[str, Any], uid: str) -> str:
+    order, _ = await orders.place(f"user_{uid}", order_for(town["restaurant"]))
+    return str(order["order_id"])
+
+
+async def assigned_events(queries: OrderQueries, oid: str) -> int:
+    events = await queries.events(oid)
+    return sum(e["event_type"] == EventType.DRIVER_ASSIGNED.value for e in events)
+
+
+async def test_an_order_is_assigned_to_the_best_scored_driver_nearby(
+    dispatcher: Dispatcher,
+    fleet: FleetStore,
+    orders: OrderService,
+    queries: OrderQueries,
+    town: dict[str, Any],
+    uid: str,
+) -> None:
+    near, far = take_drivers(town, 2)
+    # Perfect record and no trip to make: the highest score there is, whoever else is about.
+    for driver in (near, far):
+        await fleet.register_driver(driver, "sf", VehicleType.CAR, rating=5.0, acceptance_rate=1.0)
+    await put(fleet, near, node_at(town, 0))
+    await put(fleet, far, node_at(town, 1200))
+    oid = await place(orders, town, uid)
+    outcome = await dispatcher.dispatch(oid)
+    assert outcome.assigned and outcome.driver_id == near
+    assert (await queries.get(oid))["driver_id"] == near
+    assert oid in await fleet.active_orders("sf", near)
+
+
+async def test_a_driver_gone_unavailable_is_replaced_by_another(
+    dispatcher: Dispatcher,
+    fleet: FleetStore,
+    orders: OrderService,
+    queries: OrderQueries,
+    town: dict[str, Any],
+    uid: str,
+) -> None:
+    first, second = take_drivers(town, 2)
+    await put(fleet, first, node_at(town, 0))
+    await put(fleet, second, node_at(town, 800))
+    oid = await place(orders, town, uid)
+    # Drivers of earlier tests may stand on the same node: whoever wins, it goes away.
+    first = str((await dispatcher.dispatch(oid)).driver_id)
+    # The driver vanishes: the fleet lets go of it and the order searches again.
+    await fleet.remove_order("sf", first, oid)
+    await conns_delete_status(fleet, first)
+    await orders.transition(oid, EventType.DRIVER_UNAVAILABLE, "fleet")
+    outcome = await dispatcher.dispatch(oid)
+    assert outcome.assigned and outcome.driver_id not in (None, first)
+    row = await queries.get(oid)
+    assert row["status"] == "driver_assigned" and row["driver_id"] == outcome.driver_id
+
+
+async def conns_delete_status(fleet: FleetStore, driver_id: str) -> None:
+    """The heartbeat expires: the driver is offline."""
+    await fleet.redis.delete(f"driver:{{sf}}:{driver_id}:status")
+
+
+async def test_with_no_driver_in_reach_the_order_is_retried_then_flagged(
+    orders: OrderService,
+    queries: OrderQueries,
+    fleet: FleetStore,
+    conns: Connections,
+    roads: RoadService,
+    settings: Settings,
+    town: dict[str, Any],
+    uid: str,
+) -> None:
+    oid = await place(orders, town, uid)
+    # Drivers of other tests stand on the restaurant's node, at least 3 m away: none in 1.6 m.
+    nobody = {"dispatch_radii_mi": (0.001,)}
+    patient = make_dispatcher(orders, queries, fleet, conns, roads, settings, **nobody)
+    with pytest.raises(NoDriverYet):
+        await patient.dispatch(oid)
+    assert await fleet.redis.zscore(flagged_key("sf"), oid) is None
+    late = make_dispatcher(
+        orders, queries, fleet, conns, roads, settings, dispatch_flag_after_s=0.001, **nobody
+    )
+    with pytest.raises(NoDriverYet):
+        await late.dispatch(oid)
+    assert await fleet.redis.zscore(flagged_key("sf"), oid) is not None
+    assert (await queries.get(oid))["status"] == "searching_driver"
+    # A driver turns up: the next attempt assigns.
+    (driver,) = take_drivers(town, 1)
+    await put(fleet, driver, node_at(town, 0))
+    assert (
+        await make_dispatcher(orders, queries, fleet, conns, roads, settings).dispatch(oid)
+    ).assigned
+    await fleet.redis.zrem(flagged_key("sf"), oid)
+
+
+async def test_the_same_order_dispatched_twice_is_assigned_once(
+    dispatcher: Dispatcher,
+    fleet: FleetStore,
+    orders: OrderService,
+    queries: OrderQueries,
+    town: dict[str, Any],
+    uid: str,
+) -> None:
+    for driver in take_drivers(town, 2):
+        await put(fleet, driver, node_at(town, 100))
+    oid = await place(orders, town, uid)
+    first, again = await dispatcher.dispatch(oid), await dispatcher.dispatch(oid)
+    assert first.assigned and not again.assigned and again.driver_id == first.driver_id
+    assert await assigned_events(queries, oid) == 1
+
+
+async def test_an_order_locked_by_a_killed_worker_is_assigned_once_the_lock_expires(
+    orders: OrderService,
+    queries: OrderQueries,
+    conns: Connections,
+    roads: RoadService,
+    settings: Settings,
+    town: dict[str, Any],
+    uid: str,
+) -> None:
+    fleet = open_store(conns.require_redis(), settings.model_copy(update={"fleet_lock_ttl_s": 1}))
+    (driver,) = take_drivers(town, 1)
+    await put(fleet, driver, node_at(town, 0))
+    oid = await place(orders, town, uid)
+    # The killed worker took the lock and reserved the driver, then died before committing.
+    assert await fleet.acquire_lock("sf", oid) is not None
+    dispatcher = make_dispatcher(orders, queries, fleet, conns, roads, settings)
+    with pytest.raises(NoDriverYet):
+        await dispatcher.dispatch(oid)
+    for _ in range(50):
+        await asyncio.sleep(0.1)
+        try:
+            outcome = await dispatcher.dispatch(oid)
+        except NoDriverYet:
+            continue
+        break
+    assert outcome.assigned and outcome.driver_id is not None
+    assert await assigned_events(queries, oid) == 1
+
+
+@pytest.fixture
+async def bus(conns: Connections) -> AsyncIterator[RedisStreamsBus]:
+    """A stream of its own, fed by a relay cursor of its own."""
+    name = uuid.uuid4().hex[:10]
+    made = RedisStreamsBus(
+        conns.require_redis(),
+        stream=f"test:dispatch:{name}",
+        dead_stream=f"test:dispatchdead:{name}",
+        max_attempts=50,
+        claim_idle_s=0.2,
+    )
+    await start_at_end(conns, "americas", f"test-{name}")
+    made.cursor = f"test-{name}"  # type: ignore[attr-defined]
+    yield made
+    await conns.require_redis().delete(made.stream, made.dead_stream)
+
+
+async def test_two_dispatch_workers_assign_every_order_exactly_once(
+    dispatcher: Dispatcher,
+    fleet: FleetStore,
+    orders: OrderService,
+    queries: OrderQueries,
+    conns: Connections,
+    bus: RedisStreamsBus,
+    town: dict[str, Any],
+    uid: str,
+) -> None:
+    drivers = take_drivers(town, 4)
+    for i, driver in enumerate(drivers):
+        await put(fleet, driver, node_at(town, 50 * i))
+    oids = [await place(orders, town, f"{uid}_{i}") for i in range(6)]
+    while await relay_batch(conns, "americas", bus, bus.cursor) > 0:  # type: ignore[attr-defined]
+        pass
+    consumer = dispatch_consumer(dispatcher)
+    stop = asyncio.Event()
+    stats = [WorkerStats(), WorkerStats()]
+    tasks = [
+        asyncio.create_task(run_worker(conns, bus, consumer, stop=stop, poll_s=0.1, stats=s))
+        for s in stats
+    ]
+    for _ in range(200):
+        rows = [await queries.get(oid) for oid in oids]
+        if all(row["status"] == "driver_assigned" for row in rows):
+            break
+        await asyncio.sleep(0.1)
+    stop.set()
+    await asyncio.gather(*tasks)
+    assert all(s.handled > 0 for s in stats) or sum(s.handled for s in stats) >= len(oids)
+    assert not any(s.failed for s in stats)
+    holders: dict[str, list[str]] = {oid: [] for oid in oids}
+    for driver in [d["driver_id"] for d in town["drivers"]]:
+        for oid in await fleet.active_orders("sf", driver):
+            if oid in holders:
+                holders[oid].append(driver)
+    for oid in oids:
+        row = await queries.get(oid)
+        assert row["status"] == "driver_assigned"
+        assert holders[oid] == [row["driver_id"]]
+        assert await assigned_events(queries, oid) == 1
+
+
+async def test_only_the_configured_vehicle_types_are_dispatched(
+    orders: OrderService,
+    queries: OrderQueries,
+    fleet: FleetStore,
+    conns: Connections,
+    roads: RoadService,
+    settings: Settings,
+    town: dict[str, Any],
+    uid: str,
+) -> None:
+    (car,) = take_drivers(town, 1)
+    await put(fleet, car, node_at(town, 0))
+    oid = await place(orders, town, uid)
+    close = {"dispatch_radii_mi": (0.05,)}  # 80 m: this module's drivers, nobody else's
+    bikes = make_dispatcher(
+        orders, queries, fleet, conns, roads, settings, dispatch_vehicle_types=("bicycle",), **close
+    )
+    with pytest.raises(NoDriverYet):
+        await bikes.dispatch(oid)
+    cars = make_dispatcher(
+        orders, queries, fleet, conns, roads, settings, dispatch_vehicle_types=("car",), **close
+    )
+    assert (await cars.dispatch(oid)).assigned
+
+
+async def test_a_worker_retries_an_order_without_driver_and_flags_it_for_operations(
+    orders: OrderService,
+    queries: OrderQueries,
+    fleet: FleetStore,
+    conns: Connections,
+    roads: RoadService,
+    settings: Settings,
+    bus: RedisStreamsBus,
+    town: dict[str, Any],
+    uid: str,
+) -> None:
+    oid = await place(orders, town, uid)
+    while await relay_batch(conns, "americas", bus, bus.cursor) > 0:  # type: ignore[attr-defined]
+        pass
+    lonely = make_dispatcher(
+        orders, queries, fleet, conns, roads, settings,
+        dispatch_radii_mi=(0.001,), dispatch_flag_after_s=0.5,
+    )  # fmt: skip
+    stop = asyncio.Event()
+    stats = WorkerStats()
+    task = asyncio.create_task(
+        run_worker(conns, bus, dispatch_consumer(lonely), stop=stop, poll_s=0.1, stats=stats)
+    )
+    for _ in range(200):
+        if await fleet.redis.zscore(flagged_key("sf"), oid) is not None:
+            break
+        await asyncio.sleep(0.1)
+    stop.set()
+    await task
+    assert await fleet.redis.zscore(flagged_key("sf"), oid) is not None
+    assert stats.failed >= 2 and stats.handled == 0
+    assert all("NoDriverYet" in error for error in stats.errors)
+    async with conns.shard_connection("americas") as conn:
+        cur = await conn.execute(
+            "SELECT attempts FROM consumer_failures WHERE consumer = 'dispatch' AND order_id = %s",
+            (oid,),
+        )
+        assert (await cur.fetchone())["attempts"] >= 2
+    assert (await queries.get(oid))["status"] == "searching_driver"
+    await fleet.redis.zrem(flagged_key("sf"), oid)
