@@ -48,6 +48,20 @@ async def stream_env(conns: Connections, uid: str) -> AsyncIterator[dict[str, st
     await conns.require_redis().delete(f"events:{stream}", f"events:{stream}.dead")
 
 
+async def payout_of(conns: Connections, order_id: str) -> Any:
+    """The driver's payout for an order, waiting up to 30 s for the payments worker."""
+    for _ in range(300):
+        async with conns.shard_connection("americas") as conn:
+            cur = await conn.execute(
+                "SELECT payout FROM driver_payouts WHERE order_id = %s", (order_id,)
+            )
+            payout = await cur.fetchone()
+        if payout:
+            return payout["payout"]
+        await asyncio.sleep(0.1)
+    return None
+
+
 async def start(env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "ontheway", *args, env=env,
@@ -107,17 +121,7 @@ async def test_a_worker_process_pays_for_delivered_orders_and_stops_on_sigterm(
             EventType.ORDER_DELIVERED,
         ):
             await orders.transition(oid, step, driver)
-        payout = None
-        for _ in range(300):
-            async with conns.shard_connection("americas") as conn:
-                cur = await conn.execute(
-                    "SELECT payout FROM driver_payouts WHERE order_id = %s", (oid,)
-                )
-                payout = await cur.fetchone()
-            if payout:
-                break
-            await asyncio.sleep(0.1)
-        assert payout is not None, "the payments worker did not pay the driver"
+        assert await payout_of(conns, oid), "the payments worker did not pay the driver"
     finally:
         codes = await stop(worker, relay)
     out = (await worker.stdout.read()).decode() if worker.stdout else ""
@@ -188,17 +192,7 @@ async def test_run_dispatches_an_order_and_carries_it_to_the_drivers_payout(
                     f"/api/orders/{oid}/{step}", headers=auth(Role.DRIVER, driver)
                 )
                 assert done.status_code == 200, done.text
-        payout = None
-        for _ in range(300):
-            async with conns.shard_connection("americas") as conn:
-                cur = await conn.execute(
-                    "SELECT payout FROM driver_payouts WHERE order_id = %s", (oid,)
-                )
-                payout = await cur.fetchone()
-            if payout:
-                break
-            await asyncio.sleep(0.1)
-        assert payout is not None, "no payout: the relay or the payments worker did not run"
+        assert await payout_of(conns, oid), "no payout: the relay or payments did not run"
     finally:
         [code] = await stop(everything)
     assert code == 0
