@@ -239,6 +239,8 @@ async def test_with_no_driver_in_reach_the_order_is_retried_then_flagged(
         await late.dispatch(oid)
     assert await fleet.redis.zscore(flagged_key("sf"), oid) is not None
     assert (await queries.get(oid))["status"] == "searching_driver"
+    kinds = [e["event_type"] for e in await queries.events(oid)]
+    assert kinds.count("NO_DRIVER_FOUND") == 1
     # A driver turns up: the next attempt assigns.
     (driver,) = take_drivers(town, 1)
     await put(fleet, driver, node_at(town, 0))

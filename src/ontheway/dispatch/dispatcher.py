@@ -185,6 +185,12 @@ class Dispatcher:
             flagged_key(region), {order["order_id"]: time.time()}, nx=True
         )
         if added:
+            # Once per order: into its audit trail and, through the outbox, to whoever tells
+            # the customer and operations.
+            await self.orders.note(
+                order["order_id"], EventType.NO_DRIVER_FOUND, ACTOR,
+                {"waited_s": round(waited_s, 1), "region": region},
+            )  # fmt: skip
             log.warning("order %s found no driver in %.0f s", order["order_id"], waited_s)
 
     async def handle(self, conn: Any, event: Event) -> None:

@@ -43,6 +43,7 @@ class EventType(StrEnum):
     ORDER_READY = "ORDER_READY"
     ORDER_CHANGED = "ORDER_CHANGED"
     ROUTE_UPDATED = "ROUTE_UPDATED"
+    NO_DRIVER_FOUND = "NO_DRIVER_FOUND"
 
 
 ACTIVE = frozenset(Status) - {Status.DELIVERED, Status.CANCELLED}
