@@ -1,9 +1,11 @@
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from ontheway.orders.lifecycle import EventType
+from ontheway.orders.pricing import money
 from ontheway.orders.queries import (
     ACTIVE_STATUSES,
     DRIVER_ACTIVE_SQL,
@@ -39,8 +41,8 @@ async def test_the_customer_summary_counts_orders_per_day(
     [today] = await queries.customer_summary(customer, 30)
     assert today["order_date"] == datetime.now(UTC).date().isoformat()
     assert (today["total_orders"], today["delivered"], today["cancelled"]) == (2, 1, 1)
-    mean = (float(delivered["total"]) + float(cancelled["total"])) / 2
-    assert today["avg_order_value"] == f"{mean:.2f}"
+    mean = (Decimal(delivered["total"]) + Decimal(cancelled["total"])) / 2
+    assert today["avg_order_value"] == str(money(mean))
     assert today["avg_delivery_time_mins"] is not None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from ontheway.errors import DependencyUnavailable
@@ -11,6 +12,7 @@ from ontheway.orders.audit import rebuild
 from ontheway.orders.ids import region_of
 from ontheway.orders.lifecycle import ACTIVE
 from ontheway.orders.models import iso, order_view
+from ontheway.orders.pricing import money
 from ontheway.orders.store import ORDER_SELECT, ShardAccess, fetch_order
 
 ACTIVE_STATUSES = sorted(s.value for s in ACTIVE)
@@ -21,7 +23,7 @@ SELECT date_trunc('day', created_at AT TIME ZONE 'UTC')::date AS order_date,
        count(*) AS total_orders,
        count(*) FILTER (WHERE status = 'delivered') AS delivered,
        count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
-       avg(total) AS avg_order_value,
+       sum(total) AS order_value,
        avg(extract(epoch FROM delivered_at - created_at) / 60)
            FILTER (WHERE status = 'delivered') AS avg_delivery_time_mins
 FROM orders
@@ -91,14 +93,14 @@ class OrderQueries:
                         "total_orders": 0,
                         "delivered": 0,
                         "cancelled": 0,
-                        "_value": 0.0,
+                        "_value": Decimal(0),
                         "_minutes": 0.0,
                     },
                 )
                 day["total_orders"] += row["total_orders"]
                 day["delivered"] += row["delivered"]
                 day["cancelled"] += row["cancelled"]
-                day["_value"] += float(row["avg_order_value"]) * row["total_orders"]
+                day["_value"] += row["order_value"]
                 if row["avg_delivery_time_mins"] is not None:
                     day["_minutes"] += float(row["avg_delivery_time_mins"]) * row["delivered"]
         return [
@@ -107,7 +109,7 @@ class OrderQueries:
                 "total_orders": day["total_orders"],
                 "delivered": day["delivered"],
                 "cancelled": day["cancelled"],
-                "avg_order_value": f"{day['_value'] / day['total_orders']:.2f}",
+                "avg_order_value": str(money(day["_value"] / day["total_orders"])),
                 "avg_delivery_time_mins": (
                     round(day["_minutes"] / day["delivered"], 1) if day["delivered"] else None
                 ),
