@@ -18,7 +18,9 @@ One key is per driver instead, tagged by the driver id (its own slot):
 
     driver_home:{drv_001}                hash: the driver's region and registration
 
-The pub/sub channel of an order's tracking is ``order:ord_...:driver_location``.
+The pub/sub channel of an order's tracking is ``order:ord_...:driver_location``; a user's
+inbox (offers, route updates, notifications for whichever socket they have open) is
+``inbox:<user id>``.
 """
 
 from __future__ import annotations
@@ -74,3 +76,8 @@ def home(driver_id: str) -> str:
 def tracking_channel(order_id: str) -> str:
     """The channel on which an order's driver positions and status changes are published."""
     return f"order:{order_id}:driver_location"
+
+
+def inbox_channel(recipient: str) -> str:
+    """The channel of a user's live messages (a driver's offers, anyone's notifications)."""
+    return f"inbox:{recipient}"

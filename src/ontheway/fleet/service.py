@@ -14,7 +14,7 @@ from ontheway.fleet.history import HistoryWriter
 from ontheway.fleet.ingest import Ingestor
 from ontheway.fleet.monitor import OfflineMonitor, UnavailableRecorder
 from ontheway.fleet.store import FleetStore
-from ontheway.fleet.tracking import TrackingHub
+from ontheway.fleet.tracking import ChannelHub
 from ontheway.regions import Catalog
 from ontheway.settings import Settings
 
@@ -31,11 +31,11 @@ def open_store(redis: aioredis.Redis, settings: Settings) -> FleetStore:
 
 @dataclass
 class Fleet:
-    """What the fleet's routes share: the store, the ingest and the tracking hub."""
+    """What the fleet's routes share: the store, the ingest and the pub/sub hub."""
 
     store: FleetStore
     ingestor: Ingestor
-    tracking: TrackingHub
+    hub: ChannelHub
     catalog: Catalog
     monitor: OfflineMonitor | None = None
     history: HistoryWriter | None = None
@@ -55,7 +55,7 @@ class Fleet:
         store = open_store(redis, settings)
         ingestor = Ingestor(store, catalog, settings)
         ingestor.start()
-        fleet = cls(store, ingestor, TrackingHub(redis), catalog)
+        fleet = cls(store, ingestor, ChannelHub(redis), catalog)
         if conns is not None and settings.fleet_history_enabled:
             fleet.history = HistoryWriter(conns, catalog, settings)
             ingestor.listeners.append(fleet.history.on_applied)
@@ -77,4 +77,4 @@ class Fleet:
         await self.ingestor.aclose()
         if self.history is not None:
             await self.history.aclose()
-        await self.tracking.aclose()
+        await self.hub.aclose()

@@ -1,10 +1,12 @@
-"""Live tracking: an order's driver positions and status changes, from Redis pub/sub to sockets.
+"""Live messages from Redis pub/sub to sockets: an order's tracking and each user's inbox.
 
 The ingest script publishes each position of a driver holding orders on each order's channel
 (``order:<order_id>:driver_location``, see keys.py); ``publish_status`` and ``publish_eta`` put
 the order's status changes and estimates on the same channel. A process holds one Redis
-subscription (``TrackingHub``) whatever the number of sockets: it subscribes to a channel when
-its first socket arrives and unsubscribes when the last one leaves. A socket that cannot keep
+subscription (``ChannelHub``) whatever the number of sockets: it subscribes to a channel when
+its first socket arrives and unsubscribes when the last one leaves. The same hub carries each
+user's inbox (``inbox:<user id>``, see keys.py): offers, route updates and notifications,
+pushed with ``publish_inbox`` to whichever socket that user has open. A socket that cannot keep
 up loses its oldest messages, not the others' (positions are superseded every few seconds).
 """
 
@@ -37,13 +39,21 @@ async def publish_eta(redis: aioredis.Redis, order_id: str, estimated_delivery: 
     await _publish(redis, order_id, {"type": "eta", "estimated_delivery": estimated_delivery})
 
 
+async def publish_inbox(redis: aioredis.Redis, recipient: str, message: dict[str, Any]) -> int:
+    """Push a message (with a ``type``) to the recipient's open sockets; returns how many
+    processes had one open (0: nobody listening, the message is not kept)."""
+    with dependency_errors("Redis"):
+        listeners: int = await redis.publish(keys.inbox_channel(recipient), json.dumps(message))
+    return listeners
+
+
 async def _publish(redis: aioredis.Redis, order_id: str, message: dict[str, Any]) -> None:
     with dependency_errors("Redis"):
         await redis.publish(keys.tracking_channel(order_id), json.dumps(message))
 
 
-class TrackingHub:
-    """One pub/sub connection per process, fanned out to every tracking socket."""
+class ChannelHub:
+    """One pub/sub connection per process, fanned out to every socket that follows a channel."""
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
@@ -52,9 +62,8 @@ class TrackingHub:
         self._reader: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
-    async def follow(self, order_id: str) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
-        """A queue of the order's messages for as long as the context lasts."""
-        channel = keys.tracking_channel(order_id)
+    async def follow(self, channel: str) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+        """A queue of the channel's messages for as long as the context lasts."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
         async with self._lock:
             if channel not in self._queues:

@@ -13,6 +13,7 @@ from starlette.websockets import WebSocketDisconnect
 from ontheway.api.deps import AppState
 from ontheway.api.routes.fleet import WS_FORBIDDEN, ws_principal
 from ontheway.errors import OnTheWayError
+from ontheway.fleet import keys
 from ontheway.fleet.service import Fleet
 from ontheway.orders import access
 
@@ -36,7 +37,7 @@ async def track_order(ws: WebSocket, order_id: str) -> None:
         await ws.send_text(json.dumps(exc.to_body() | {"type": "error"}))
         await ws.close({401: 4401, 404: WS_NOT_FOUND}.get(exc.status, WS_FORBIDDEN))
         return
-    async with fleet.tracking.follow(order_id) as queue:
+    async with fleet.hub.follow(keys.tracking_channel(order_id)) as queue:
         await ws.send_text(json.dumps({"type": "status", "status": order["status"]}))
         if order.get("driver_id"):
             fix = await fleet.store.last_fix(order["driver_id"])
