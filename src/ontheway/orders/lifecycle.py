@@ -44,6 +44,14 @@ class EventType(StrEnum):
     ORDER_CHANGED = "ORDER_CHANGED"
     ROUTE_UPDATED = "ROUTE_UPDATED"
     NO_DRIVER_FOUND = "NO_DRIVER_FOUND"
+    # Offers: a driver is offered the order, and declines it or lets it expire.
+    DRIVER_OFFERED = "DRIVER_OFFERED"
+    OFFER_DECLINED = "OFFER_DECLINED"
+    OFFER_EXPIRED = "OFFER_EXPIRED"
+    # The customer rated the delivery (after it was delivered).
+    ORDER_RATED = "ORDER_RATED"
+    # Flagged for operations (e.g. the driver vanished with the food in the car).
+    ORDER_FLAGGED = "ORDER_FLAGGED"
 
 
 ACTIVE = frozenset(Status) - {Status.DELIVERED, Status.CANCELLED}
