@@ -75,8 +75,20 @@ class Settings(BaseSettings):
     )
     dispatch_candidates: int = Field(20, ge=1, le=200, description="drivers scored per search")
     dispatch_flag_after_s: float = Field(120.0, gt=0, description="no driver: flag for ops after")
+    dispatch_reconcile_interval_s: float = Field(
+        30.0, gt=0, description="how often leaked capacity reservations are looked for"
+    )
+    dispatch_reconcile_grace_s: float = Field(
+        60.0, ge=0, description="a reservation PostgreSQL does not back is removed after this"
+    )
     dispatch_straight_line_kph: float | None = Field(
         None, gt=0, description="without a road map, estimate travel at this speed (else refuse)"
+    )
+    dispatch_offer_timeout_s: float = Field(
+        20.0, gt=0, le=600, description="an offer not answered in time goes to the next driver"
+    )
+    dispatch_auto_accept: bool = Field(
+        False, description="assign the best driver directly, with no offer (benchmarks)"
     )
 
     @field_validator("shard_dsns")

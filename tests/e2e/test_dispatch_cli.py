@@ -31,7 +31,8 @@ async def test_the_dispatch_worker_assigns_a_placed_order_and_stops_on_sigterm(
     (driver,) = take_drivers(town, 1)
     await put(fleet, driver, node_at(town, 0))
     relay = await start(stream_env, "relay")
-    worker = await start(stream_env, "worker", "--consumer", "dispatch")
+    auto = {**stream_env, "ONTHEWAY_DISPATCH_AUTO_ACCEPT": "true"}  # no app to answer offers
+    worker = await start(auto, "worker", "--consumer", "dispatch")
     try:
         oid = await place(orders, town, uid)
         row: dict[str, Any] = {}

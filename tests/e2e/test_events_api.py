@@ -149,7 +149,8 @@ async def test_run_dispatches_an_order_and_carries_it_to_the_drivers_payout(
 ) -> None:
     port = free_port()
     # Most seeded restaurants lie off the small downtown map: dispatch by straight line here.
-    env = {**stream_env, "ONTHEWAY_DISPATCH_STRAIGHT_LINE_KPH": "20"}
+    env = {**stream_env, "ONTHEWAY_DISPATCH_STRAIGHT_LINE_KPH": "20",
+           "ONTHEWAY_DISPATCH_AUTO_ACCEPT": "true"}  # fmt: skip
     everything = await start(env, "run", "--port", str(port))
     base = f"http://127.0.0.1:{port}"
     key = settings.jwt_key()

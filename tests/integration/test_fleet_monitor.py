@@ -1,6 +1,7 @@
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -9,21 +10,28 @@ from ontheway.errors import DependencyUnavailable
 from ontheway.fleet import keys
 from ontheway.fleet.model import Fix, VehicleType
 from ontheway.fleet.monitor import OfflineMonitor
+from ontheway.fleet.recorder import OrderEventsRecorder, lost_after_pickup_key
 from ontheway.fleet.store import FleetStore
+from ontheway.orders.lifecycle import EventType
+from ontheway.orders.queries import OrderQueries
+from ontheway.orders.service import OrderService
+from tests.helpers import order_for
 
 CAPS = {"bicycle": 1, "scooter": 2, "car": 3}
 
 
 class Recorder:
-    def __init__(self, fail_first: int = 0) -> None:
+    def __init__(self, fail_first: int = 0, picked_up: frozenset[str] = frozenset()) -> None:
         self.recorded: list[tuple[str, str]] = []
         self.fail_first = fail_first
+        self.picked_up = picked_up
 
-    async def driver_unavailable(self, order_id: str, driver_id: str) -> None:
+    async def driver_unavailable(self, order_id: str, driver_id: str) -> bool:
         if self.fail_first:
             self.fail_first -= 1
             raise DependencyUnavailable("the orders shard is down")
         self.recorded.append((order_id, driver_id))
+        return order_id not in self.picked_up
 
 
 @pytest.fixture
@@ -33,6 +41,18 @@ async def region(conns: Connections, uid: str) -> AsyncIterator[str]:
     redis = conns.require_redis()
     async for key in redis.scan_iter(match=f"*{{{name}}}*", count=1000):
         await redis.delete(key)
+
+
+@pytest.fixture
+def store(conns: Connections) -> FleetStore:
+    return FleetStore(conns.require_redis(), heartbeat_ttl_s=1, max_active_orders=CAPS)
+
+
+@pytest.fixture
+async def driver(conns: Connections, uid: str) -> AsyncIterator[str]:
+    name = f"d_{uid}"
+    yield name
+    await conns.require_redis().delete(keys.home(name))
 
 
 async def expiring_driver(store: FleetStore, region: str, driver: str, orders: list[str]) -> None:
@@ -50,10 +70,8 @@ async def sweep_until_found(monitor: OfflineMonitor) -> None:
 
 
 async def test_every_order_of_an_expired_driver_is_reported_once(
-    conns: Connections, region: str, uid: str
+    store: FleetStore, region: str, driver: str
 ) -> None:
-    store = FleetStore(conns.require_redis(), heartbeat_ttl_s=1, max_active_orders=CAPS)
-    driver = f"d_{uid}"
     await expiring_driver(store, region, driver, ["o1", "o2"])
     recorder = Recorder()
     monitor = OfflineMonitor(store, [region], recorder)
@@ -63,14 +81,11 @@ async def test_every_order_of_an_expired_driver_is_reported_once(
     assert sorted(recorder.recorded) == [("o1", driver), ("o2", driver)]
     assert await store.active_orders(region, driver) == set()
     assert await monitor.sweep_once() == []
-    await conns.require_redis().delete(keys.home(driver))
 
 
 async def test_a_monitor_that_fails_half_way_leaves_the_driver_for_the_next_one(
-    conns: Connections, region: str, uid: str
+    store: FleetStore, region: str, driver: str
 ) -> None:
-    store = FleetStore(conns.require_redis(), heartbeat_ttl_s=1, max_active_orders=CAPS)
-    driver = f"d_{uid}"
     await expiring_driver(store, region, driver, ["o1"])
     broken = OfflineMonitor(store, [region], Recorder(fail_first=1))
     await sweep_until_found(broken)
@@ -79,4 +94,67 @@ async def test_a_monitor_that_fails_half_way_leaves_the_driver_for_the_next_one(
     restarted = OfflineMonitor(store, [region], Recorder())
     assert [h.driver_id for h in await restarted.sweep_once()] == [driver]
     assert restarted.recorder.recorded == [("o1", driver)]  # type: ignore[attr-defined]
-    await conns.require_redis().delete(keys.home(driver))
+
+
+async def test_an_order_the_recorder_keeps_with_its_driver_stays_on_the_driver(
+    store: FleetStore, region: str, driver: str
+) -> None:
+    await expiring_driver(store, region, driver, ["o1", "o2"])
+    monitor = OfflineMonitor(store, [region], Recorder(picked_up=frozenset({"o2"})))
+    await sweep_until_found(monitor)
+    assert [h.driver_id for h in await monitor.sweep_once()] == [driver]
+    assert await store.active_orders(region, driver) == {"o2"}
+    assert (monitor.reported, monitor.kept) == (1, 1)
+    assert await monitor.sweep_once() == []
+
+
+async def driven_order(
+    orders: OrderService, sf: dict[str, Any], uid: str, n: int, *steps: EventType
+) -> tuple[str, str]:
+    """An order of sf assigned to the seeded driver ``n``, then taken through ``steps``."""
+    order, _ = await orders.place(f"user_{uid}", order_for(sf["restaurants"][0]))
+    oid, driver = str(order["order_id"]), sf["drivers"][n]["driver_id"]
+    await orders.transition(oid, EventType.DRIVER_ASSIGNED, "ops", driver_id=driver)
+    for step in steps:
+        await orders.transition(oid, step, driver)
+    return oid, driver
+
+
+async def test_a_driver_lost_after_pickup_flags_the_order_once_without_searching_again(
+    conns: Connections,
+    orders: OrderService,
+    queries: OrderQueries,
+    sf: dict[str, Any],
+    uid: str,
+) -> None:
+    oid, driver = await driven_order(
+        orders, sf, uid, 1, EventType.DRIVER_ARRIVED_RESTAURANT, EventType.ORDER_PICKED_UP
+    )
+    recorder = OrderEventsRecorder(orders)
+    assert await recorder.driver_unavailable(oid, driver) is False
+    assert await recorder.driver_unavailable(oid, driver) is False  # the monitor retried
+    row = await queries.get(oid)
+    assert row["status"] == "picked_up" and row["driver_id"] == driver
+    flagged = [e for e in await queries.events(oid) if e["event_type"] == "ORDER_FLAGGED"]
+    assert len(flagged) == 1
+    assert flagged[0]["data"] == {"reason": "driver_lost_after_pickup", "driver_id": driver}
+    redis = conns.require_redis()
+    assert await redis.zscore(lost_after_pickup_key("sf"), oid) is not None
+    await redis.zrem(lost_after_pickup_key("sf"), oid)
+
+
+async def test_a_driver_lost_before_pickup_sends_the_order_back_to_searching(
+    conns: Connections,
+    orders: OrderService,
+    queries: OrderQueries,
+    sf: dict[str, Any],
+    uid: str,
+) -> None:
+    oid, driver = await driven_order(orders, sf, uid, 2)
+    recorder = OrderEventsRecorder(orders)
+    assert await recorder.driver_unavailable(oid, driver) is True
+    assert await recorder.driver_unavailable(oid, driver) is True
+    assert (await queries.get(oid))["status"] == "searching_driver_again"
+    kinds = [e["event_type"] for e in await queries.events(oid)]
+    assert kinds.count("DRIVER_UNAVAILABLE") == 1 and "ORDER_FLAGGED" not in kinds
+    assert await conns.require_redis().zscore(lost_after_pickup_key("sf"), oid) is None

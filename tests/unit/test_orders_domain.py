@@ -33,15 +33,21 @@ def test_an_order_cannot_be_cancelled_after_pickup_or_twice(status: Status) -> N
         transition(status, EventType.ORDER_CANCELLED)
 
 
-def test_a_driver_dropping_out_sends_the_order_back_to_searching() -> None:
-    assert transition(Status.PICKED_UP, EventType.DRIVER_UNAVAILABLE) is (
-        Status.SEARCHING_DRIVER_AGAIN
-    )
+@pytest.mark.parametrize("status", [Status.DRIVER_ASSIGNED, Status.DRIVER_AT_RESTAURANT])
+def test_a_driver_dropping_out_before_pickup_sends_the_order_back_to_searching(
+    status: Status,
+) -> None:
+    assert transition(status, EventType.DRIVER_UNAVAILABLE) is Status.SEARCHING_DRIVER_AGAIN
     assert transition(Status.SEARCHING_DRIVER_AGAIN, EventType.DRIVER_ASSIGNED) is (
         Status.DRIVER_ASSIGNED
     )
     with pytest.raises(Conflict):
         transition(Status.SEARCHING_DRIVER, EventType.DRIVER_UNAVAILABLE)
+
+
+def test_a_driver_lost_after_pickup_does_not_send_the_order_back_to_searching() -> None:
+    with pytest.raises(Conflict):
+        transition(Status.PICKED_UP, EventType.DRIVER_UNAVAILABLE)
 
 
 def test_nothing_leaves_a_final_state() -> None:

@@ -12,10 +12,15 @@ from fastapi import FastAPI
 import ontheway
 from ontheway.api.deps import AppState
 from ontheway.api.errors import install_error_handlers
+from ontheway.api.routes import flags as flag_routes
 from ontheway.api.routes import fleet as fleet_routes
+from ontheway.api.routes import notifications as notification_routes
+from ontheway.api.routes import offers as offer_routes
 from ontheway.api.routes import orders, restaurants, roads, system
+from ontheway.api.routes import ratings as rating_routes
 from ontheway.api.routes import tracking as tracking_routes
 from ontheway.connections import Connections
+from ontheway.dispatch.reconcile import build_reconciler
 from ontheway.fleet.recorder import OrderEventsRecorder
 from ontheway.fleet.service import Fleet
 from ontheway.regions import load_catalog
@@ -42,6 +47,16 @@ def create_app(settings: Settings) -> FastAPI:
             recorder=OrderEventsRecorder(app.state.ontheway.orders),
             conns=conns,
         )
+        app.state.offers = offer_routes.open_offers(app.state.ontheway, app.state.fleet)
+        app.state.fleet.start_task(
+            "offer-sweeper",
+            app.state.offers.run_sweeper(
+                [r.region for r in catalog], settings.fleet_monitor_interval_s
+            ),
+        )
+        app.state.fleet.start_task(
+            "dispatch-reconcile", build_reconciler(conns, catalog, settings).run()
+        )
         try:
             yield
         finally:
@@ -62,8 +77,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(orders.router)
     app.include_router(restaurants.router)
     app.include_router(fleet_routes.router)
+    app.include_router(offer_routes.router)
     app.include_router(tracking_routes.router)
     app.include_router(roads.router)
+    app.include_router(flag_routes.router)
+    app.include_router(notification_routes.router)
+    app.include_router(rating_routes.router)
     return app
 
 

@@ -1,12 +1,17 @@
-"""The dispatcher: on ``ORDER_PLACED`` and ``DRIVER_UNAVAILABLE``, find and assign a driver.
+"""The dispatcher: on ``ORDER_PLACED``, ``DRIVER_UNAVAILABLE``, ``OFFER_DECLINED`` and
+``OFFER_EXPIRED``, find the best driver and offer it the order (or assign it directly).
 
 Steps: read the order (nothing to do unless it is searching for a driver); ask the fleet
 for available drivers with spare capacity near the restaurant, in rings of
 ``dispatch_radii_mi`` (2 miles, then 5 when none); time each by road to the restaurant
 (``RoadService.matrix``); capacity is filtered by the fleet's search, vehicle types by
-``dispatch_vehicle_types``; rank them (``scoring.rank``); assign the best through
-``Assignments.assign``, falling to the next candidate when one is refused (full, gone
-offline, locked). Drivers accept automatically for now (no offer over ``/ws/driver`` yet).
+``dispatch_vehicle_types``; rank them (``scoring.rank``), leaving out drivers who declined
+the order or let its offer expire; offer it to the best through ``Offers.make`` (see
+offering.py: capacity reserved, ``DRIVER_OFFERED`` recorded, the offer pushed to the driver's
+inbox), falling to the next candidate when one is refused (full, gone offline). The worker
+never waits for the answer: an accept assigns, a decline or an expiry is an event that brings
+the order back here. An order with an offer pending is not offered again. With
+``dispatch_auto_accept`` the best driver is assigned at once (``Assignments.assign``).
 
 Idempotency: the worker marks the event handled in the same transaction as the handler,
 but the assignment commits on its own (PostgreSQL via ``OrderService``, Redis via the
@@ -34,6 +39,7 @@ from typing import Any
 
 from ontheway.connections import Connections
 from ontheway.dispatch.assign import Assignments
+from ontheway.dispatch.offering import OfferPending, Offers, OrderLocked
 from ontheway.dispatch.scoring import Scored, rank
 from ontheway.errors import Conflict, NotFound, OnTheWayError
 from ontheway.events.consumers import Consumer, Handler
@@ -79,11 +85,13 @@ def flagged_key(region: str) -> str:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one dispatch did: ``assigned`` a driver, or found the order ``done`` already."""
+    """What one dispatch did: ``assigned`` a driver, ``offered`` the order to one, or found
+    the order done already (assigned, or with an offer pending)."""
 
     order_id: str
     driver_id: str | None
     assigned: bool
+    offered: bool = False
 
 
 class Dispatcher:
@@ -104,39 +112,59 @@ class Dispatcher:
         self.assignments = assignments
         self.roads = roads
         self.settings = settings
+        self.offers = Offers(
+            assignments, queries, roads, timeout_s=settings.dispatch_offer_timeout_s
+        )
 
     async def dispatch(self, order_id: str) -> Outcome:
-        """Assign the best available driver to the order, unless it has one already."""
+        """Offer the order to the best available driver (or assign it, with auto-accept),
+        unless it has a driver or an offer pending already."""
         order = await self.queries.get(order_id)
         if order["status"] not in SEARCHING:
             return Outcome(order_id, order["driver_id"], False)
         region = region_of(order_id, "ord")
         restaurant = LatLng(lat=order["restaurant_lat"], lng=order["restaurant_lng"])
-        ranked = await self._ranked(region, restaurant)
-        for choice in ranked:
+        auto = self.settings.dispatch_auto_accept
+        book = self.offers.book
+        if not auto and await book.pending(region, order_id):
+            return Outcome(order_id, None, False)  # a duplicate event: the offer stands
+        refused = set() if auto else await book.refused(region, order_id)
+        for choice in await self._ranked(region, restaurant, refused):
             try:
-                row = await self.assignments.assign(order_id, choice.driver_id, ACTOR)
+                if auto:
+                    row = await self.assignments.assign(order_id, choice.driver_id, ACTOR)
+                    return Outcome(order_id, str(row["driver_id"]), True)
+                await self.offers.make(order, choice)
+                return Outcome(order_id, choice.driver_id, False, offered=True)
+            except OfferPending:
+                return Outcome(order_id, None, False)
+            except OrderLocked:
+                raise  # held by someone else for long: the worker tries again later
             except (Conflict, UnknownDriver):
-                # Taken meanwhile (another dispatcher won): done. Otherwise this driver was
-                # refused (full, offline, moved away) or the lock is held: try the next one.
+                # Taken meanwhile (another dispatcher won, or cancelled): done. Otherwise this
+                # driver was refused (full, offline, moved away) or the lock is held: try the
+                # next one.
                 now = await self.queries.get(order_id)
                 if now["status"] not in SEARCHING:
                     return Outcome(order_id, now["driver_id"], False)
-                continue
-            return Outcome(order_id, str(row["driver_id"]), True)
         await self._flag_if_late(region, order)
         raise NoDriverYet(f"no available driver near the restaurant of {order_id}")
 
-    async def _ranked(self, region: str, restaurant: LatLng) -> list[Scored]:
+    async def _ranked(
+        self, region: str, restaurant: LatLng, refused: set[str] | None = None
+    ) -> list[Scored]:
+        """Candidates best first, without the drivers in ``refused``."""
+        refused = refused or set()
         for radius_mi in self.settings.dispatch_radii_mi:
             found = await self.fleet.find_available(
                 region,
                 restaurant.lat,
                 restaurant.lng,
                 radius_mi * METRES_PER_MILE,
-                self.settings.dispatch_candidates,
+                min(200, self.settings.dispatch_candidates + len(refused)),
                 [VehicleType(v) for v in self.settings.dispatch_vehicle_types] or None,
             )
+            found = [c for c in found if c.driver_id not in refused]
             if not found:
                 continue
             timed = await self._travel_times(found, restaurant)
@@ -209,6 +237,8 @@ def dispatch_consumer(dispatcher: Dispatcher) -> Consumer:
     handlers: dict[str, Handler] = {
         EventType.ORDER_PLACED.value: dispatcher.handle,
         EventType.DRIVER_UNAVAILABLE.value: dispatcher.handle,
+        EventType.OFFER_DECLINED.value: dispatcher.handle,
+        EventType.OFFER_EXPIRED.value: dispatcher.handle,
     }
     return Consumer("dispatch", handlers)
 

@@ -1,4 +1,5 @@
-"""The downstream consumers of order events: payments, analytics and ETA learning.
+"""The downstream consumers of order events: payments, analytics and ETA learning (and the
+notifications and ratings consumers, whose handlers live in ``ontheway.notifications``).
 
 Each handler runs in a transaction on the event's shard together with the row that marks the
 event handled (``processed_events``), so an event delivered twice has one effect.
@@ -10,13 +11,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ontheway.events.model import Event
+from ontheway.notifications.consumer import NOTIFY_HANDLERS, RATINGS_HANDLERS
 from ontheway.orders.lifecycle import EventType
 from ontheway.orders.pricing import money
 
-Handler = Callable[[Any, Event], Awaitable[None]]
+if TYPE_CHECKING:
+    from ontheway.connections import Connections
+
+# A handler may return a callback that the worker runs once the transaction has committed.
+AfterCommit = Callable[["Connections"], Awaitable[None]]
+Handler = Callable[[Any, Event], Awaitable[AfterCommit | None]]
 
 DRIVER_SHARE_OF_FEE = Decimal("0.80")
 COMMISSION_ON_SUBTOTAL = Decimal("0.15")
@@ -148,7 +155,12 @@ ANALYTICS = Consumer("analytics", {
     EventType.ORDER_CANCELLED.value: count_cancellation,
 })  # fmt: skip
 
-CONSUMERS = {c.name: c for c in (PAYMENTS, ETA, ANALYTICS)}
+# -- notifications and ratings (ontheway.notifications) ------------------------------------
+
+NOTIFICATIONS = Consumer("notifications", NOTIFY_HANDLERS)
+RATINGS = Consumer("ratings", RATINGS_HANDLERS)
+
+CONSUMERS = {c.name: c for c in (PAYMENTS, ETA, ANALYTICS, NOTIFICATIONS, RATINGS)}
 # Consumers built in each process from its connections (``ontheway.dispatch.dispatcher``).
 BUILT_PER_PROCESS = ("dispatch",)
 

@@ -5,6 +5,8 @@ event's shard, so a redelivered event (at-least-once) has one effect. A failing 
 recorded in ``consumer_failures`` and the event handed back to the stream, which delivers
 it again and dead-letters it after the last attempt; the failure is also logged. Later
 events of the same order wait until the failed one is handled, to keep each order's order.
+A handler may return a callback that runs once its transaction has committed (a live push of
+what it stored); it runs for the first delivery only.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ async def handle_once(conns: Connections, consumer: Consumer, delivery: Delivery
     for a duplicate."""
     event = delivery.event
     handler = consumer.handlers.get(event.event_type)
+    after_commit = None
     async with conns.shard_connection(event.shard) as conn, conn.transaction():
         cur = await conn.execute(
             "INSERT INTO processed_events (consumer, event_id) VALUES (%s, %s)"
@@ -48,7 +51,11 @@ async def handle_once(conns: Connections, consumer: Consumer, delivery: Delivery
         if await cur.fetchone() is None:
             return False
         if handler is not None:
-            await handler(conn, event)
+            after_commit = await handler(conn, event)
+    if after_commit is not None:
+        # What must not happen unless the effect is committed (e.g. a live push of what was
+        # stored); its failure is a handler failure, but a redelivery is then a duplicate.
+        await after_commit(conns)
     return True
 
 

@@ -3,10 +3,12 @@
 Every ``fleet_monitor_interval_s`` (1 s) one Lua call per region takes expired drivers off the
 map and moves those holding orders to the region's pending set (see scripts.SWEEP_EXPIRED).
 For each pending driver the monitor records ``DRIVER_UNAVAILABLE`` on each of its orders,
-takes the orders off the driver, and only then acknowledges it. The pending set lives in Redis,
-so a monitor that stops half way finds the same drivers again when it restarts: at least once,
-never missed; the recorder makes repeats harmless (a second DRIVER_UNAVAILABLE is a conflict,
-which means it is already done). A failure is logged and retried at the next sweep.
+takes the orders off the driver, and only then acknowledges it. An order already picked up
+stays with the driver (it has the food): the recorder flags it for operations instead.
+The pending set lives in Redis, so a monitor that stops half way finds the same drivers
+again when it restarts: at least once, never missed; the recorder makes repeats harmless (a
+second DRIVER_UNAVAILABLE is a conflict, which means it is already done). A failure is
+logged and retried at the next sweep.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ log = logging.getLogger(__name__)
 
 
 class UnavailableRecorder(Protocol):
-    """Where DRIVER_UNAVAILABLE goes (the orders side); must be idempotent per order."""
+    """Where DRIVER_UNAVAILABLE goes (the orders side); must be idempotent per order.
+    Returns False when the driver keeps the order (picked up: flagged instead)."""
 
-    async def driver_unavailable(self, order_id: str, driver_id: str) -> None: ...
+    async def driver_unavailable(self, order_id: str, driver_id: str) -> bool: ...
 
 
 class OfflineMonitor:
@@ -43,15 +46,18 @@ class OfflineMonitor:
         self.recorder = recorder
         self.interval_s = interval_s
         self.reported = 0
+        self.kept = 0
 
     async def sweep_once(self) -> list[ExpiredDriver]:
         """One pass over every region; returns the drivers handled."""
         handled = []
         for expired in await self.store.sweep_expired(self.regions):
             for order_id in expired.order_ids:
-                await self.recorder.driver_unavailable(order_id, expired.driver_id)
-                await self.store.remove_order(expired.region, expired.driver_id, order_id)
-                self.reported += 1
+                if await self.recorder.driver_unavailable(order_id, expired.driver_id):
+                    await self.store.remove_order(expired.region, expired.driver_id, order_id)
+                    self.reported += 1
+                else:
+                    self.kept += 1
             await self.store.ack_unavailable(expired)
             handled.append(expired)
         return handled

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -67,6 +69,10 @@ class Fleet:
             )
             fleet._tasks.append(asyncio.create_task(fleet.monitor.run(), name="fleet-monitor"))
         return fleet
+
+    def start_task(self, name: str, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in the background until the fleet closes (e.g. the offer sweeper)."""
+        self._tasks.append(asyncio.create_task(work, name=name))
 
     async def aclose(self) -> None:
         """Flush queued fixes and stop the background tasks."""

@@ -372,3 +372,14 @@ class FleetStore:
         """Forget a pending driver once its DRIVER_UNAVAILABLE events are recorded."""
         with dependency_errors("Redis"):
             await self.redis.zrem(keys.unavailable_pending(expired.region), expired.driver_id)
+
+    async def set_rating(self, driver_id: str, rating: float) -> bool:
+        """Set a registered driver's rating (read by dispatch scoring); False if unknown."""
+        found = await self.home(driver_id)
+        if found is None:
+            return False
+        value = repr(float(rating))
+        with dependency_errors("Redis"):
+            await self.redis.hset(keys.profile(found.region, driver_id), "rating", value)
+            await self.redis.hset(keys.home(driver_id), "rating", value)
+        return True

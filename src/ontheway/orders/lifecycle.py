@@ -1,9 +1,12 @@
 """The order lifecycle as a state machine. Pure: no I/O.
 
     searching_driver ─► driver_assigned ─► driver_at_restaurant ─► picked_up ─► delivered
-          ▲                  │                    │                    │
-          └── searching_driver_again ◄────────────┴────────────────────┘ (driver drops out)
+          ▲                  │                    │
+          └── searching_driver_again ◄────────────┘ (driver drops out before pickup)
     cancelled: from any state before pickup.
+
+A driver lost after pickup has the food: the order is not searched again but flagged for
+operations (ORDER_FLAGGED, see fleet/recorder.py).
 
 Each command names the state(s) it may start from; the database update is conditional on
 that state (``WHERE status = <expected>``), so a lost race changes nothing.
@@ -93,7 +96,11 @@ TRANSITIONS: dict[EventType, Transition] = {
         ),
         Transition(EventType.ORDER_DELIVERED, frozenset({Status.PICKED_UP}), Status.DELIVERED),
         Transition(EventType.ORDER_CANCELLED, BEFORE_PICKUP, Status.CANCELLED),
-        Transition(EventType.DRIVER_UNAVAILABLE, WITH_DRIVER, Status.SEARCHING_DRIVER_AGAIN),
+        Transition(
+            EventType.DRIVER_UNAVAILABLE,
+            WITH_DRIVER - {Status.PICKED_UP},
+            Status.SEARCHING_DRIVER_AGAIN,
+        ),
     )
 }
 

@@ -7,6 +7,7 @@ import contextlib
 import functools
 import json
 import time
+from collections.abc import Coroutine
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, WebSocket
@@ -14,8 +15,11 @@ from pydantic import BaseModel, Field
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ontheway.api.deps import AppState, Caller, OpsCaller, State
+from ontheway.api.routes.offers import socket_answer
 from ontheway.auth import Principal, Role, decode_token
+from ontheway.dispatch.offering import Offers
 from ontheway.errors import Forbidden, InvalidInput, OnTheWayError, Unauthenticated
+from ontheway.fleet import keys
 from ontheway.fleet.model import (
     DRIVER_ID_PATTERN,
     METRES_PER_MILE,
@@ -153,14 +157,29 @@ def ws_principal(ws: WebSocket, state: AppState) -> Principal:
 
 
 class DriverSocket:
-    """One driver app (or gateway) connection: fixes in, errors and acks out."""
+    """One driver app (or gateway) connection: fixes and answers to offers in; errors, acks,
+    answers' results and the driver's inbox (offers, routes, notifications) out."""
 
-    def __init__(self, ws: WebSocket, fleet: Fleet, caller: Principal) -> None:
+    def __init__(self, ws: WebSocket, fleet: Fleet, caller: Principal, offers: Offers) -> None:
         self.ws = ws
         self.ingestor = fleet.ingestor
         self.caller = caller
+        self.offers = offers
         self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._acks: set[asyncio.Task[None]] = set()
+
+    async def forward(self, inbox: asyncio.Queue[dict[str, Any]]) -> None:
+        """Pass the driver's inbox messages on to the socket."""
+        while True:
+            self.outbox.put_nowait(await inbox.get())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._acks.add(task)
+        task.add_done_callback(self._acks.discard)
+
+    async def _answer(self, kind: str, order_id: object) -> None:
+        self.outbox.put_nowait(await socket_answer(self.offers, self.caller, kind, order_id))
 
     async def writer(self) -> None:
         """Send queued messages in order (a socket has one writer)."""
@@ -182,6 +201,9 @@ class DriverSocket:
         except ValueError as exc:
             self.error(InvalidInput(f"the message is not valid JSON: {exc}", code="malformed_json"))
             return
+        if isinstance(data, dict) and data.get("type") in ("accept", "decline"):
+            self._spawn(self._answer(str(data["type"]), data.get("order_id")))
+            return
         batch = isinstance(data, dict) and "updates" in data
         entries = data["updates"] if batch else [data]
         seq = data.get("seq") if isinstance(data, dict) else None
@@ -198,9 +220,7 @@ class DriverSocket:
                 rejected.append((index, exc))
         if seq is not None:
             waiting = [(index, self.ingestor.submit(fix)) for index, fix in admitted]
-            task = asyncio.create_task(self._ack(seq, rejected, waiting))
-            self._acks.add(task)
-            task.add_done_callback(self._acks.discard)
+            self._spawn(self._ack(seq, rejected, waiting))
             return
         for index, problem in rejected:
             self.error(problem, index=index if batch else None)
@@ -231,8 +251,10 @@ class DriverSocket:
 
 @router.websocket("/ws/driver")
 async def driver_socket(ws: WebSocket) -> None:
-    """The driver app's socket: location objects (or ``{"updates": [...]}``) in; errors, acks
-    (for messages that carry ``seq``) and, later, offers out. Ops tokens act as gateways."""
+    """The driver app's socket: location objects (or ``{"updates": [...]}``) and answers to
+    offers (``{"type": "accept"|"decline", "order_id"}``) in; errors, acks (for messages that
+    carry ``seq``), answers' results and the driver's inbox (its open offers first, then
+    offers, routes, notifications as they come) out. Ops tokens act as gateways, no inbox."""
     state: AppState = ws.app.state.ontheway
     fleet: Fleet = ws.app.state.fleet
     await ws.accept()
@@ -247,9 +269,31 @@ async def driver_socket(ws: WebSocket) -> None:
         code = {401: WS_UNAUTHENTICATED, 404: WS_UNKNOWN_DRIVER}.get(exc.status, WS_FORBIDDEN)
         await ws.close(code)
         return
-    socket = DriverSocket(ws, fleet, caller)
+    socket = DriverSocket(ws, fleet, caller, ws.app.state.offers)
     writer = asyncio.create_task(socket.writer())
-    try:
+    inbox: contextlib.AbstractAsyncContextManager[asyncio.Queue[dict[str, Any]] | None] = (
+        fleet.hub.follow(keys.inbox_channel(caller.sub))
+        if caller.role is Role.DRIVER
+        else contextlib.nullcontext(None)
+    )
+    async with inbox as messages:
+        forward = None
+        if messages is not None:  # a driver: its open offers again (it may have missed them)
+            for offer in await socket.offers.open_for(caller.sub):
+                socket.outbox.put_nowait(offer)
+            forward = asyncio.create_task(socket.forward(messages))
+        try:
+            await _receive(ws, socket, fleet)
+        finally:
+            if forward is not None:
+                forward.cancel()
+            writer.cancel()
+            if ws.client_state is WebSocketState.CONNECTED:
+                await ws.close()
+
+
+async def _receive(ws: WebSocket, socket: DriverSocket, fleet: Fleet) -> None:
+    with contextlib.suppress(WebSocketDisconnect):
         while True:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
@@ -261,7 +305,3 @@ async def driver_socket(ws: WebSocket) -> None:
             socket.handle(text)
             if fleet.ingestor.congested:
                 await fleet.ingestor.room()  # stop reading: TCP slows the sender down
-    finally:
-        writer.cancel()
-        if ws.client_state is WebSocketState.CONNECTED:
-            await ws.close()
