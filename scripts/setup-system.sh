@@ -28,3 +28,9 @@ fi
 if ! command -v redis-benchmark >/dev/null 2>&1; then
   apt_install redis-tools
 fi
+
+# Chromium, for the dashboard's browser tests (Playwright drives /usr/bin/chromium; it never
+# downloads a browser of its own).
+if [ ! -x /usr/bin/chromium ]; then
+  apt_install chromium
+fi

@@ -328,6 +328,11 @@ def serve(
     settings = load_settings()
     api = create_app(settings)  # settings and catalog errors surface here, before listening
     bind_host, bind_port = host or settings.api_host, port or settings.api_port
+    shown = "127.0.0.1" if bind_host in ("0.0.0.0", "::", "") else bind_host
+    ops = issue_token(
+        settings.jwt_key(), Role.OPS, "ops_dashboard", ttl_s=settings.jwt_default_ttl_s
+    )
+    console.print(f"dashboard: http://{shown}:{bind_port}/#token={ops}", soft_wrap=True)
     if workers == 1:
         uvicorn.run(api, host=bind_host, port=bind_port, log_level="info")
     else:
