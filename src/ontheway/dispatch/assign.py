@@ -6,7 +6,7 @@ driver's capacity in Redis (which fails fast when the driver is full, offline or
 then commits the transition in PostgreSQL; if that fails, the reservation is taken back.
 A process that dies between the two leaves a reservation without an assignment: the order
 can be assigned again once the lock expires, and the driver counts one order too many until
-the reservation is reconciled (no reconciler yet: see the README's notes).
+the reservation is reconciled (``dispatch.reconcile``, in every API process).
 """
 
 from __future__ import annotations

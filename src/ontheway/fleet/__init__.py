@@ -4,5 +4,6 @@ Pure modules (no client library): ``model`` (fixes, statuses, validation), ``rat
 ``search`` (ring planning), ``locate`` (point → region), ``keys``, ``scripts`` (Lua text).
 Adapters and services: ``store`` (Redis), ``ingest`` (batched writes), ``tracking`` (pub/sub
 to sockets), ``monitor`` (drivers going offline holding orders), ``history`` (PostgreSQL slow
-path), ``recorder`` (DRIVER_UNAVAILABLE through the orders service), ``service`` (wiring).
+path), ``recorder`` (DRIVER_UNAVAILABLE, or ORDER_FLAGGED after pickup, through the orders
+service), ``service`` (wiring).
 """
