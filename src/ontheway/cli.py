@@ -195,6 +195,31 @@ def bench_fleet(
     )
 
 
+@bench_app.command("dispatch")
+def bench_dispatch(
+    drivers: Annotated[int, typer.Option(min=10, help="available drivers in the region")] = 200_000,
+    rate: Annotated[float, typer.Option(min=1, help="orders/s placed (open loop)")] = 167,
+    seconds: Annotated[float, typer.Option(min=1, max=3000, help="measured duration")] = 30,
+    workers: Annotated[int, typer.Option(min=1, max=16, help="dispatch workers")] = 3,
+    batch: Annotated[int, typer.Option(min=1, max=500, help="events a worker takes at once")] = 1,
+    spread_km: Annotated[
+        float, typer.Option(min=0, help="drivers over a square this wide (0: on the map)")
+    ] = 0,
+    map_file: Annotated[Path, typer.Option("--map", help="OSM extract (.osm/.osm.bz2)")] = Path(
+        "tests/data/osm/san-francisco-downtown-drive.osm.bz2"
+    ),
+) -> None:
+    """ORDER_PLACED commit to DRIVER_ASSIGNED commit through the relay and the workers."""
+    from ontheway.bench.dispatch import run_dispatch_bench
+
+    figures = run_dispatch_bench(
+        load_settings(), console, drivers=drivers, rate=rate, seconds=seconds,
+        workers=workers, batch=batch, map_file=map_file, spread_km=spread_km,
+    )  # fmt: skip
+    if figures.failed or figures.assigned < figures.placed:
+        raise typer.Exit(1)
+
+
 @roads_app.command("import")
 def roads_import(
     file: Annotated[Path, typer.Argument(help="an .osm, .osm.bz2 or .osm.pbf extract")],

@@ -43,7 +43,7 @@ async def run_all(port: int, host: str, console: Console) -> int:
             exited.cancel()
             return 0
     finally:
-        await _stop(parts)
+        await stop_parts(parts)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
 
@@ -60,7 +60,7 @@ async def _first_exit(parts: dict[str, asyncio.subprocess.Process]) -> str:
     return waits[next(iter(done))]
 
 
-async def _stop(parts: dict[str, asyncio.subprocess.Process]) -> None:
+async def stop_parts(parts: dict[str, asyncio.subprocess.Process]) -> None:
     """SIGTERM every part still running and wait for each (SIGKILL after 20 s)."""
     for proc in parts.values():
         if proc.returncode is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from ontheway.connections import Connections
 from ontheway.events.model import Event
 from ontheway.events.redis_streams import RedisStreamsBus
-from ontheway.events.relay import relay_batch, relay_lag, start_at_end
+from ontheway.events.relay import cursor_name, relay_batch, relay_lag, run_relay, start_at_end
 from ontheway.orders.lifecycle import EventType
 from ontheway.orders.service import OrderService
 from ontheway.orders.store import ShardAccess
@@ -137,3 +138,53 @@ async def test_a_relay_killed_mid_batch_loses_nothing_and_keeps_each_orders_orde
         first_seen = list(dict.fromkeys(kinds))
         assert first_seen == ["ORDER_PLACED", "ORDER_CANCELLED"]
     assert len(mine) > len({e.event_id for e in mine})  # the batch went out twice
+
+
+@pytest.fixture
+async def running_relay(conns: Connections) -> AsyncIterator[RedisStreamsBus]:
+    """``run_relay`` on a stream of its own, polling only once a minute: anything it
+    publishes sooner came from a notification or from its held-back retries."""
+    name = f"test_{uuid.uuid4().hex[:10]}"
+    for shard in conns.shards:
+        await start_at_end(conns, shard, cursor_name(name, shard))
+    bus = RedisStreamsBus(conns.require_redis(), stream=f"test:relay:{name}")
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_relay(conns, bus, name, idle_s=60, stop=stop))
+    yield bus
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    await conns.require_redis().delete(bus.stream)
+
+
+async def published_soon(bus: RedisStreamsBus, order_id: str) -> bool:
+    for _ in range(100):
+        if any(e.order_id == order_id for e in await published(bus)):
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_the_running_relay_wakes_on_a_commit_instead_of_its_next_poll(
+    orders: OrderService, sf: dict[str, Any], uid: str, running_relay: RedisStreamsBus
+) -> None:
+    await asyncio.sleep(0.2)  # past its first passes: now it waits for a notification
+    order, _ = await orders.place(f"user_{uid}", order_for(sf["restaurants"][0]))
+    assert await published_soon(running_relay, order["order_id"])
+
+
+async def test_an_event_held_back_by_an_older_transaction_goes_out_soon_after_it_ends(
+    shards: ShardAccess,
+    orders: OrderService,
+    sf: dict[str, Any],
+    uid: str,
+    running_relay: RedisStreamsBus,
+) -> None:
+    await asyncio.sleep(0.2)
+    async with shards.connection("sf") as older:
+        await older.execute("SELECT pg_current_xact_id()")  # a transaction id, no event
+        order, _ = await orders.place(f"user_{uid}", order_for(sf["restaurants"][0]))
+        await asyncio.sleep(0.3)
+        seen = {e.order_id for e in await published(running_relay)}
+        assert order["order_id"] not in seen
+        await older.commit()  # sends no notification
+    assert await published_soon(running_relay, order["order_id"])

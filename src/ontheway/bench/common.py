@@ -8,6 +8,7 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -66,3 +67,22 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+async def unlink_matching(redis: Any, pattern: str) -> None:
+    """Delete every key matching ``pattern`` (SCAN, then UNLINK 10,000 at a time)."""
+    found: list[bytes] = []
+    async for key in redis.scan_iter(match=pattern, count=10_000):
+        found.append(key)
+        if len(found) >= 10_000:
+            await redis.unlink(*found)
+            found.clear()
+    if found:
+        await redis.unlink(*found)
+
+
+def percentile(values: list[float], q: int) -> float:
+    """The q-th percentile (q in 1..99) of ``values``; NaN when there are none."""
+    if len(values) < 2:
+        return values[0] if values else float("nan")
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]

@@ -31,7 +31,7 @@ import httpx
 from rich.console import Console
 
 from ontheway.auth import Role, issue_token
-from ontheway.bench.common import free_port
+from ontheway.bench.common import free_port, percentile, unlink_matching
 from ontheway.connections import redis_client
 from ontheway.fleet import keys
 from ontheway.fleet.model import METRES_PER_MILE, Fix, VehicleType
@@ -128,12 +128,6 @@ class IngestFigure:
     nearest_p50_ms: float
     nearest_p99_ms: float
     queries: int
-
-
-def _percentile(values: list[float], q: int) -> float:
-    if len(values) < 2:
-        return values[0] if values else float("nan")
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 class FleetBench:
@@ -275,8 +269,8 @@ class FleetBench:
             applied_per_s=(n1 - n0) / (t1 - t0),
             stale=stale,
             failed=failed,
-            nearest_p50_ms=_percentile(latencies, 50),
-            nearest_p99_ms=_percentile(latencies, 99),
+            nearest_p50_ms=percentile(latencies, 50),
+            nearest_p99_ms=percentile(latencies, 99),
             queries=len(latencies),
         )
 
@@ -336,7 +330,7 @@ class FleetBench:
                         )
                     )
                 )
-        return _percentile(latencies, 50), _percentile(latencies, 99), statistics.mean(inside)
+        return percentile(latencies, 50), percentile(latencies, 99), statistics.mean(inside)
 
     def _redis_benchmark(self) -> dict[str, float] | str:
         """GEOADD straight into the same server: its own limit, pipelined 16 and unpipelined."""
@@ -389,14 +383,7 @@ class FleetBench:
 
     async def _cleanup(self, redis: Any) -> None:
         with self.console.status("cleaning up"):
-            found: list[bytes] = []
-            async for key in redis.scan_iter(match=f"*{keys.tag(self.region)}*", count=10_000):
-                found.append(key)
-                if len(found) >= 10_000:
-                    await redis.unlink(*found)
-                    found.clear()
-            if found:
-                await redis.unlink(*found)
+            await unlink_matching(redis, f"*{keys.tag(self.region)}*")
             for i in range(0, len(self.ids), 10_000):
                 await redis.unlink(*(keys.home(d) for d in self.ids[i : i + 10_000]))
 

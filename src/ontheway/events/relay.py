@@ -11,18 +11,26 @@ order's row, so a later writer of the same order gets a later transaction id.
 Several relays may run for one shard: an advisory lock lets one of them work a batch at a
 time. A relay killed after publishing and before moving its cursor publishes that batch
 again (at least once; consumers are idempotent by event id).
+
+Latency: a trigger on ``order_events`` sends ``NOTIFY outbox`` (delivered when the writing
+transaction commits; 0005_outbox_notify.sql) and the relay LISTENs on each shard, so it wakes
+at once instead of at its next poll. Polling stays as the fallback: every ``idle_s`` while a
+shard's listener is not connected, every ``LISTENING_POLL_S`` otherwise. When committed rows
+are held back by an older running transaction (which sends no notification when it ends),
+the relay looks again after a few milliseconds, backing off. Passes are at least
+``MIN_GAP_S`` apart, so that a burst of commits costs one batch rather than one pass each.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from psycopg.rows import dict_row
 
 from ontheway.connections import Connections, dependency_errors
@@ -30,6 +38,12 @@ from ontheway.events.bus import EventBus
 from ontheway.events.model import Event
 
 log = logging.getLogger(__name__)
+
+CHANNEL = "outbox"
+HELD_BACK_FIRST_S = 0.005  # held-back rows: look again after this, doubling up to the max
+HELD_BACK_MAX_S = 0.05
+MIN_GAP_S = 0.005  # at most one pass per 5 ms: commits arriving together share a batch
+LISTENING_POLL_S = 1.0  # the fallback poll while every shard's listener is connected
 
 
 @dataclass(frozen=True)
@@ -56,24 +70,37 @@ async def relay_batch(
     """Publish the next batch of one shard; returns how many events went out (0 if none
     or if another relay holds the cursor). ``cursor`` names the position kept in
     PostgreSQL (see ``cursor_name``)."""
+    published, _ = await _relay_shard(conns, shard, bus, cursor, limit, ensure=True)
+    return published
+
+
+async def _relay_shard(
+    conns: Connections, shard: str, bus: EventBus, cursor: str, limit: int, *, ensure: bool
+) -> tuple[int, bool]:
+    """One batch; returns (events published, whether committed events wait behind an older
+    running transaction). ``ensure`` creates the cursor row first."""
     with dependency_errors(f"the orders shard {shard!r}"):
         async with conns.pool(shard).connection() as conn:
-            await conn.execute(
-                "INSERT INTO outbox_cursor (stream) VALUES (%s) ON CONFLICT DO NOTHING", (cursor,)
-            )
-            await conn.commit()
+            if ensure:
+                await conn.execute(
+                    "INSERT INTO outbox_cursor (stream) VALUES (%s) ON CONFLICT DO NOTHING",
+                    (cursor,),
+                )
+                await conn.commit()
             # No write before the read below: a transaction id of our own would hold
             # pg_snapshot_xmin back and delay what we may publish.
             async with conn.transaction():
                 return await _publish_next(conn, shard, cursor, bus, limit)
 
 
-async def _publish_next(conn: Any, shard: str, cursor: str, bus: EventBus, limit: int) -> int:
+async def _publish_next(
+    conn: Any, shard: str, cursor: str, bus: EventBus, limit: int
+) -> tuple[int, bool]:
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute("SELECT pg_try_advisory_xact_lock(%s) AS mine", (_lock_key(cursor),))
     lock = await cur.fetchone()
     if not lock or not lock["mine"]:
-        return 0
+        return 0, False
     await cur.execute(
         "SELECT e.event_id, e.order_id, e.event_type, e.ts, e.data, e.actor, e.seq,"
         " e.txid::text AS txid FROM order_events e, outbox_cursor c"
@@ -84,7 +111,15 @@ async def _publish_next(conn: Any, shard: str, cursor: str, bus: EventBus, limit
     )
     rows = await cur.fetchall()
     if not rows:
-        return 0
+        # Committed rows past the cursor that we may not publish yet: an older transaction
+        # is still running. Nothing tells us when it ends, so the caller looks again soon.
+        await cur.execute(
+            "SELECT EXISTS (SELECT 1 FROM order_events e, outbox_cursor c WHERE c.stream = %s"
+            " AND (e.txid, e.seq) > (c.last_txid, c.last_seq)) AS held",
+            (cursor,),
+        )
+        held = await cur.fetchone()
+        return 0, bool(held and held["held"])
     await bus.publish([_event(row, shard) for row in rows])
     last = rows[-1]
     await cur.execute(
@@ -92,7 +127,7 @@ async def _publish_next(conn: Any, shard: str, cursor: str, bus: EventBus, limit
         " published = published + %s, updated_at = now() WHERE stream = %s",
         (last["txid"], last["seq"], len(rows), cursor),
     )
-    return len(rows)
+    return len(rows), False
 
 
 def _event(row: dict[str, Any], shard: str) -> Event:
@@ -144,22 +179,81 @@ async def run_relay(
     idle_s: float = 0.05,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Relay every shard of ``conns`` until ``stop`` is set; a shard that is down is retried
-    with backoff while the others keep going."""
+    """Relay every shard of ``conns`` until ``stop`` is set, woken by each shard's commits
+    (LISTEN) and polling every ``idle_s`` besides; a shard that is down is retried with
+    backoff while the others keep going."""
     stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
     backoff = {shard: 0.0 for shard in conns.shards}
-    while not stop.is_set():
-        busy = False
-        for shard in conns.shards:
-            if backoff[shard] > asyncio.get_running_loop().time():
+    ensured: set[str] = set()
+    wake = asyncio.Event()
+    listening: set[str] = set()
+    listeners = [
+        asyncio.create_task(_listen(conns, shard, wake, listening)) for shard in conns.shards
+    ]
+    held_wait_s = HELD_BACK_FIRST_S
+    last_pass = 0.0
+    try:
+        while not stop.is_set():
+            if (gap := last_pass + MIN_GAP_S - loop.time()) > 0:
+                await asyncio.sleep(gap)
+            last_pass = loop.time()
+            wake.clear()  # before reading: a commit during the batch wakes the next pass
+            busy = held = False
+            for shard in conns.shards:
+                if backoff[shard] > loop.time():
+                    continue
+                try:
+                    cursor = cursor_name(stream, shard)
+                    n, waiting = await _relay_shard(
+                        conns, shard, bus, cursor, 500, ensure=shard not in ensured
+                    )
+                    ensured.add(shard)
+                    busy, held = busy or n > 0, held or waiting
+                    backoff[shard] = 0.0
+                except Exception as exc:  # recorded, retried; one bad shard must not stop others
+                    log.warning("relay of shard %s failed: %s", shard, exc)
+                    backoff[shard] = loop.time() + 1.0
+            if busy:
+                held_wait_s = HELD_BACK_FIRST_S
                 continue
-            try:
-                cursor = cursor_name(stream, shard)
-                busy |= await relay_batch(conns, shard, bus, cursor) > 0
-                backoff[shard] = 0.0
-            except Exception as exc:  # recorded, retried; one bad shard must not stop others
-                log.warning("relay of shard %s failed: %s", shard, exc)
-                backoff[shard] = asyncio.get_running_loop().time() + 1.0
-        if not busy:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), idle_s)
+            poll_s = max(idle_s, LISTENING_POLL_S) if len(listening) == len(backoff) else idle_s
+            wait_s = min(poll_s, held_wait_s) if held else poll_s
+            held_wait_s = min(HELD_BACK_MAX_S, held_wait_s * 2) if held else HELD_BACK_FIRST_S
+            await _first_of(stop, wake, wait_s)
+    finally:
+        for task in listeners:
+            task.cancel()
+        await asyncio.gather(*listeners, return_exceptions=True)
+
+
+async def _first_of(stop: asyncio.Event, wake: asyncio.Event, timeout_s: float) -> None:
+    """Return when either event is set, or after ``timeout_s``."""
+    waits = [asyncio.create_task(e.wait()) for e in (stop, wake)]
+    try:
+        await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in waits:
+            task.cancel()
+
+
+async def _listen(conns: Connections, shard: str, wake: asyncio.Event, listening: set[str]) -> None:
+    """LISTEN on the shard's outbox channel over a connection of its own and set ``wake``
+    on every notification; reconnect after a failure (polling every ``idle_s`` covers the
+    gap: ``listening`` holds the shards whose listener is connected)."""
+    while True:
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                conns.settings.dsn_for(shard),
+                autocommit=True,
+                connect_timeout=max(1, round(conns.settings.dependency_timeout_s)),
+            ) as conn:
+                await conn.execute(f"LISTEN {CHANNEL}")
+                listening.add(shard)
+                wake.set()  # whatever committed before we listened
+                async for _ in conn.notifies():
+                    wake.set()
+        except (psycopg.Error, OSError) as exc:
+            listening.discard(shard)
+            log.warning("relay cannot listen on shard %s (polling meanwhile): %s", shard, exc)
+            await asyncio.sleep(1.0)

@@ -1,0 +1,299 @@
+"""``ontheway bench dispatch``: the time from an order's ``ORDER_PLACED`` commit to its first
+``DRIVER_ASSIGNED`` commit, with the real outbox relay and dispatch workers (processes of
+their own, as ``ontheway run`` starts them) on a Redis stream, many drivers in the region and
+orders arriving on a schedule (open loop: arrivals do not wait for earlier orders).
+
+What is measured: ``order_events.ts`` will not do — it is the writer's Python clock read
+before its transaction begins, not a commit time. So the bench's database carries a deferred
+constraint trigger that stamps ``clock_timestamp()`` on each ``ORDER_PLACED`` and
+``DRIVER_ASSIGNED`` row when its transaction commits (deferred triggers run inside COMMIT,
+just before the commit record is flushed). A latency is the assignment's stamp minus the
+placement's: PostgreSQL's clock at both ends, from "about to commit" to "about to commit".
+
+Everything lives apart from what tests and other runs use: a database of its own on the local
+cluster (a shard of its own, ``benchd_<hex>``), a region of that name whose road map is the
+given OpenStreetMap extract moved 3 degrees west (open sea, so that it overlaps no served
+region; distances are unchanged), its own stream and keys. All of it is removed at the end.
+Drivers report one position each, with a heartbeat long enough for the run (no location
+ingest meanwhile: that is ``bench fleet``'s subject). They stand beside the map's road nodes,
+or with ``spread_km`` anywhere in a square that wide around the map (a city's density: the
+San Francisco extract's roads are mostly within 1.5 km of its centre, and 200,000 drivers on
+them put many thousands in the fleet search's first 400 m ring).
+
+The relay and the workers run ``run_relay`` and ``run_worker`` with the real dispatcher, each
+in a process of its own (``python -m ontheway.bench.dispatch relay|worker SHARD``) whose
+connections reach the bench's shard only: ``ontheway relay`` and ``ontheway worker`` open
+every shard of the catalog, and would relay and dispatch other runs' orders. A worker takes
+``batch`` events per fetch (1 by default: with ``ontheway worker``'s 100, one worker takes a
+whole burst and handles it alone while the others wait).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from ontheway.bench.common import percentile
+from ontheway.bench.dispatch_world import BenchWorld
+from ontheway.connections import Connections
+from ontheway.events.factory import open_bus
+from ontheway.events.relay import run_relay
+from ontheway.events.worker import run_worker
+from ontheway.orders.models import PlaceOrder
+from ontheway.orders.service import OrderService
+from ontheway.runall import stop_parts
+from ontheway.settings import Settings, load_settings
+
+WARMUP_ORDERS = 20
+
+
+@dataclass(frozen=True)
+class DispatchFigures:
+    """What one run measured; latencies in ms, from commit to commit."""
+
+    offered_per_s: float
+    placed: int
+    failed: int
+    assigned: int
+    placed_per_s: float
+    assigned_per_s: float
+    generator_lag_ms: float
+    latencies_ms: list[float]
+    relay_ms: list[float]  # ORDER_PLACED: commit -> XADD to the stream
+
+    def percentile(self, q: int) -> float:
+        """The q-th percentile of the latencies (q in 1..99), NaN when there are none."""
+        return percentile(self.latencies_ms, q)
+
+
+class DispatchBench:
+    """One run: build the world, start the relay and the workers, place orders, measure."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        console: Console,
+        *,
+        drivers: int,
+        rate: float,
+        seconds: float,
+        workers: int,
+        map_file: Path,
+        restaurants: int = 200,
+        batch: int = 1,
+        spread_km: float = 0.0,
+    ) -> None:
+        self.console = console
+        self.rate = rate
+        self.seconds = seconds
+        self.workers = workers
+        self.batch = batch
+        self.world = BenchWorld(
+            settings, map_file, drivers=drivers, restaurants=restaurants, spread_km=spread_km
+        )
+        self.rng = random.Random(11)
+
+    async def run(self) -> DispatchFigures:
+        """Run the benchmark, print its figures and leave nothing behind."""
+        world = self.world
+        ttl_s = min(3600, int(self.seconds) + 600)
+        parts: list[asyncio.subprocess.Process] = []
+        try:
+            with self.console.status("building the bench's shard, map, restaurants, drivers"):
+                await world.build(heartbeat_ttl_s=ttl_s)
+            parts = await self._start_parts()
+            service = OrderService(world.shards())
+            with self.console.status("warming up (networks loaded, plans cached)"):
+                ids, _, _ = await self._place(service, 10.0, WARMUP_ORDERS / 10.0)
+                await self._wait_assigned(ids, 60.0)
+            with self.console.status(f"{self.rate:g} orders/s for {self.seconds:g} s"):
+                ids, failed, lag_ms = await self._place(service, self.rate, self.seconds)
+                await self._wait_assigned(ids, 30.0 + self.seconds)
+            figures = await self._figures(ids, failed, lag_ms)
+        finally:
+            await stop_parts({str(i): p for i, p in enumerate(parts)})
+            with self.console.status("cleaning up"):
+                await world.remove()
+        self._report(figures)
+        return figures
+
+    async def _start_parts(self) -> list[asyncio.subprocess.Process]:
+        env = {**os.environ, **self.world.child_env(), "ONTHEWAY_DISPATCH_AUTO_ACCEPT": "true"}
+        shard = self.world.shard
+        args = [sys.executable, "-m", "ontheway.bench.dispatch"]
+        worker = [*args, "worker", shard, str(self.batch)]
+        return [await asyncio.create_subprocess_exec(*args, "relay", shard, env=env)] + [
+            await asyncio.create_subprocess_exec(*worker, env=env) for _ in range(self.workers)
+        ]
+
+    def _body(self) -> tuple[str, PlaceOrder]:
+        rest = self.rng.choice(self.world.restaurants)
+        items = self.rng.sample(rest["items"], k=self.rng.randint(1, 2))
+        lat, lng = self.world.near(rest["lat"], rest["lng"], self.rng)
+        body = PlaceOrder.model_validate(
+            {
+                "restaurant_id": rest["restaurant_id"],
+                "items": [{"item_id": i["item_id"], "quantity": 1} for i in items],
+                "delivery_location": {"lat": lat, "lng": lng},
+                "tip": "2.00",
+            }
+        )
+        return self.rng.choice(self.world.customers), body
+
+    async def _place(
+        self, service: OrderService, rate: float, seconds: float
+    ) -> tuple[list[str], int, float]:
+        """Place ``rate`` orders/s for ``seconds`` on a fixed schedule, each in a task of its
+        own; returns the ids placed, the failures and the generator's worst lag (ms)."""
+        loop = asyncio.get_running_loop()
+        bodies = [self._body() for _ in range(round(rate * seconds))]
+        started = loop.time()
+        lag_s = 0.0
+        tasks = []
+        for i, (customer, body) in enumerate(bodies):
+            due = started + i / rate
+            if (wait := due - loop.time()) > 0:
+                await asyncio.sleep(wait)
+            lag_s = max(lag_s, loop.time() - due)
+            tasks.append(asyncio.create_task(service.place(customer, body)))
+        done = await asyncio.gather(*tasks, return_exceptions=True)
+        self.placed_s = loop.time() - started
+        ids = [r[0]["order_id"] for r in done if not isinstance(r, BaseException)]
+        errors = [r for r in done if isinstance(r, BaseException)]
+        if errors:
+            self.console.print(f"[red]{len(errors)} placements failed[/], e.g. {errors[0]!r}")
+        return ids, len(errors), lag_s * 1000
+
+    async def _wait_assigned(self, ids: list[str], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            rows = await self.world.query(
+                "SELECT count(DISTINCT order_id) AS n FROM bench_commits"
+                " WHERE event_type = 'DRIVER_ASSIGNED' AND order_id = ANY(%s)",
+                (ids,),
+            )
+            if rows[0]["n"] >= len(ids):
+                return
+            await asyncio.sleep(0.2)
+
+    async def _figures(self, ids: list[str], failed: int, lag_ms: float) -> DispatchFigures:
+        rows = await self.world.query(
+            "SELECT p.order_id, extract(epoch FROM p.committed_at) AS placed_at,"
+            " extract(epoch FROM min(a.committed_at)) AS assigned_at"
+            " FROM bench_commits p LEFT JOIN bench_commits a"
+            " ON a.order_id = p.order_id AND a.event_type = 'DRIVER_ASSIGNED'"
+            " WHERE p.event_type = 'ORDER_PLACED' AND p.order_id = ANY(%s)"
+            " GROUP BY p.order_id, p.committed_at",
+            (ids,),
+        )
+        done = [r for r in rows if r["assigned_at"] is not None]
+        streamed = await self._streamed_ms()
+        first = min((float(r["placed_at"]) for r in rows), default=0.0)
+        last = max((float(r["assigned_at"]) for r in done), default=first)
+        return DispatchFigures(
+            offered_per_s=self.rate,
+            placed=len(ids),
+            failed=failed,
+            assigned=len(done),
+            placed_per_s=len(ids) / self.placed_s if self.placed_s else 0.0,
+            assigned_per_s=len(done) / (last - first) if last > first else 0.0,
+            generator_lag_ms=lag_ms,
+            latencies_ms=[(float(r["assigned_at"]) - float(r["placed_at"])) * 1000 for r in done],
+            relay_ms=[
+                streamed[r["order_id"]] - float(r["placed_at"]) * 1000
+                for r in rows
+                if r["order_id"] in streamed
+            ],
+        )
+
+    async def _streamed_ms(self) -> dict[str, float]:
+        """When each ORDER_PLACED reached the stream: its entry id is Redis's clock (ms) at
+        XADD, on the same machine as PostgreSQL's."""
+        assert self.world.conns is not None
+        redis = self.world.conns.require_redis()
+        found: dict[str, float] = {}
+        start = "-"
+        stream = f"events:{self.world.region}"
+        while True:
+            entries: Any = await redis.xrange(stream, start, count=10_000)
+            if not entries:
+                return found
+            for entry_id, fields in entries:
+                event = json.loads(fields[b"event"])
+                if event["event_type"] == "ORDER_PLACED":
+                    found.setdefault(event["order_id"], float(entry_id.split(b"-")[0]))
+            start = "(" + entries[-1][0].decode()
+
+    def _report(self, f: DispatchFigures) -> None:
+        out = self.console
+        where = (
+            f"over a {self.world.spread_km:g} km square around the road map"
+            if self.world.spread_km
+            else "on the road map"
+        )
+        out.print(
+            f"[bold]bench dispatch[/] (region {self.world.region}, removed): "
+            f"{self.world.drivers:,} available drivers {where}, "
+            f"{len(self.world.restaurants)} restaurants on the map, {f.offered_per_s:g} orders/s "
+            f"offered for {self.seconds:g} s (open loop); relay + {self.workers} dispatch "
+            f"worker(s) in processes of their own, Redis stream; {os.cpu_count()} cores, "
+            f"load average {os.getloadavg()[0]:.2f}"
+        )
+        out.print(
+            f"  ORDER_PLACED commit -> DRIVER_ASSIGNED commit: p50 {f.percentile(50):.1f} ms, "
+            f"p90 {f.percentile(90):.1f} ms, p99 {f.percentile(99):.1f} ms, "
+            f"max {max(f.latencies_ms, default=float('nan')):.1f} ms (target p99 <= 100 ms)"
+        )
+        out.print(
+            f"  of which the relay (commit -> XADD): p50 {percentile(f.relay_ms, 50):.1f} ms, "
+            f"p99 {percentile(f.relay_ms, 99):.1f} ms; the rest is the stream, the worker's "
+            "queue and the dispatch itself"
+        )
+        out.print(f"  orders assigned / placed: {f.assigned} / {f.placed} ({f.failed} failed)")
+        out.print(
+            f"  rate reached: {f.placed_per_s:.1f} orders/s placed, {f.assigned_per_s:.1f}/s "
+            f"assigned; generator's worst lag behind schedule {f.generator_lag_ms:.1f} ms"
+        )
+
+
+def run_dispatch_bench(settings: Settings, console: Console, **options: Any) -> DispatchFigures:
+    """Run the dispatch benchmark and print its figures."""
+    return asyncio.run(DispatchBench(settings, console, **options).run())
+
+
+# -- the relay and the workers (processes of their own, on the bench's shard only) -----------
+
+
+async def _part(role: str, shard: str, batch: int) -> None:
+    from ontheway.dispatch.dispatcher import build_dispatcher, dispatch_consumer
+
+    settings = load_settings()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    conns = await Connections.open(settings, shards=[shard])
+    bus = open_bus(settings, conns)
+    try:
+        if role == "relay":
+            await run_relay(conns, bus, settings.event_stream, stop=stop)
+        else:
+            consumer = dispatch_consumer(build_dispatcher(conns, settings))
+            await run_worker(conns, bus, consumer, stop=stop, batch=batch)
+    finally:
+        await bus.close()
+        await conns.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(_part(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 100))
