@@ -90,6 +90,21 @@ class Settings(BaseSettings):
     dispatch_auto_accept: bool = Field(
         False, description="assign the best driver directly, with no offer (benchmarks)"
     )
+    eta_assignment_allowance_s: float = Field(
+        300.0, ge=0, le=7200, description="placement ETA: a driver's way to the restaurant when "
+        "no available driver is near (seconds)",
+    )  # fmt: skip
+    eta_nearby_drivers: int = Field(5, ge=0, le=50, description="placement ETA: drivers tried")
+    eta_driver_radius_m: float = Field(
+        8000.0, gt=0, le=50_000, description="placement ETA: how far drivers are looked for"
+    )
+    reroute_max_orders: int = Field(
+        500, ge=0, le=100_000, description="after a traffic change: active orders re-routed"
+    )
+    reroute_concurrency: int = Field(8, ge=1, le=64, description="re-routes at once")
+    reroute_min_change_s: float = Field(
+        60.0, ge=0, description="a new route's ETA must differ by this much to be announced"
+    )
 
     @field_validator("shard_dsns")
     @classmethod

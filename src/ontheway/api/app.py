@@ -61,6 +61,9 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            follow_up = getattr(app.state, "traffic_follow_up", None)
+            if follow_up is not None:
+                await follow_up.aclose()
             await app.state.fleet.aclose()
             upkeep.cancel()
             with contextlib.suppress(asyncio.CancelledError):

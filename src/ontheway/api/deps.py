@@ -35,10 +35,11 @@ class AppState:
 
     def __post_init__(self) -> None:
         shards = ShardAccess(self.conns, self.catalog)
-        self.orders = OrderService(shards)
+        # One road service per process (its snapping maps are cached), shared with placement.
+        self.roads = RoadService(self.conns.graphs, self.catalog)
+        self.orders = OrderService(shards, self.roads)
         self.order_queries = OrderQueries(shards)
         self.restaurants = RestaurantQueries(shards)
-        self.roads = RoadService(self.conns.graphs, self.catalog)
 
 
 def app_state(request: Request) -> AppState:

@@ -13,6 +13,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from psycopg.types.json import Jsonb
+
 from ontheway.events.model import Event
 from ontheway.notifications.consumer import NOTIFY_HANDLERS, RATINGS_HANDLERS
 from ontheway.orders.lifecycle import EventType
@@ -84,14 +86,25 @@ _TIMING_COLUMN = {
 
 
 async def record_placed(conn: Any, event: Event) -> None:
-    """The promise made at placement."""
+    """The promise made at placement, how it was made (road or straight line) and its legs."""
     order = event.data["order"]
+    legs = event.data.get("eta_legs")
     await conn.execute(
         "INSERT INTO order_timings (order_id, region, restaurant_id, placed_at,"
-        " promised_delivery) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (order_id) DO NOTHING",
+        " promised_delivery, eta_method, eta_legs) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (order_id) DO NOTHING",
         (event.order_id, order["region"], order["restaurant_id"], event.ts,
-         _time(order.get("estimated_delivery"))),
+         _time(order.get("estimated_delivery")), event.data.get("eta_method"),
+         None if legs is None else Jsonb(legs)),
     )  # fmt: skip
+
+
+async def record_reroute(conn: Any, event: Event) -> None:
+    """The latest estimate a re-route announced (the first promise stays as it was)."""
+    await conn.execute(
+        "UPDATE order_timings SET latest_estimate = %s WHERE order_id = %s",
+        (_time(event.data.get("estimated_delivery")), event.order_id),
+    )
 
 
 async def record_step(conn: Any, event: Event) -> None:
@@ -116,6 +129,7 @@ async def record_confirmed(conn: Any, event: Event) -> None:
 ETA = Consumer("eta", {
     EventType.ORDER_PLACED.value: record_placed,
     EventType.ORDER_CONFIRMED.value: record_confirmed,
+    EventType.ROUTE_UPDATED.value: record_reroute,
     **{kind: record_step for kind in _TIMING_COLUMN},
 })  # fmt: skip
 

@@ -1,20 +1,27 @@
 """Placing an order, and changing it before pickup: each one transaction on the restaurant's
 shard. The restaurant, the items and the address are checked, stock is taken (never below
 zero), prices are computed with Decimal, the payment recorded, the order written and its
-event appended, all or nothing."""
+event appended, all or nothing.
+
+Before a placement's transaction, so that it stays short: the estimated delivery (by road when
+the region has a map, see ``roads.planning.PlacementEstimator``; ``ORDER_PLACED`` records
+``eta_method`` and ``eta_legs``) and the delivery zone's answer for the address (the
+``zones:{region}`` graph; a region, or a restaurant, without trusted zones keeps the PostGIS
+radius check). A change of address keeps the radius check and the first estimate."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
 from ontheway.errors import Conflict, InvalidInput, NotFound
+from ontheway.fleet.service import open_store
 from ontheway.orders import pricing
 from ontheway.orders.ids import new_id, region_of
 from ontheway.orders.lifecycle import BEFORE_PICKUP, EventType, Status
@@ -27,11 +34,16 @@ from ontheway.orders.models import (
     order_view,
 )
 from ontheway.orders.store import Conn, ShardAccess, fetch_order, insert_event
-from ontheway.regions import OutsideAllRegions
+from ontheway.regions import LatLng, OutsideAllRegions
+from ontheway.roads.delivery import Delivery
+from ontheway.roads.planning import PlacementEstimator, PlacementEta, straight_line_eta
+from ontheway.roads.routing import RoadService
 
-# A placement's ETA before any driver is known: preparation, then this average speed.
-_BASELINE_SPEED_MPS = 6.0
-_HANDOVER_S = 180
+_RESTAURANT_POINT = (
+    "SELECT ST_Y(location::geometry) AS lat, ST_X(location::geometry) AS lng, prep_time_mean_s,"
+    " ST_Distance(location, ST_SetSRID(ST_MakePoint(%s, %s), 4326)::geography) AS distance_m"
+    " FROM restaurants WHERE restaurant_id = %s"
+)
 
 
 def request_hash(customer_id: str, cmd: PlaceOrder) -> str:
@@ -51,8 +63,21 @@ def merged(lines: list[OrderLine]) -> dict[str, int]:
 class OrderPlacement:
     """Placing and changing orders."""
 
-    def __init__(self, shards: ShardAccess):
+    def __init__(self, shards: ShardAccess, roads: RoadService | None = None):
         self.shards = shards
+        self.estimator: PlacementEstimator | None = None
+        conns = shards.conns
+        if roads is None and conns.graphs is not None:
+            roads = RoadService(conns.graphs, shards.catalog)
+        if roads is not None:
+            settings = conns.settings
+            self.estimator = PlacementEstimator(
+                roads,
+                None if conns.redis is None else open_store(conns.redis, settings),
+                allowance_s=settings.eta_assignment_allowance_s,
+                drivers=settings.eta_nearby_drivers,
+                radius_m=settings.eta_driver_radius_m,
+            )
 
     def _check_address(self, region: str, loc: DeliveryLocation) -> None:
         """The address must lie in the restaurant's region."""
@@ -85,6 +110,7 @@ class OrderPlacement:
             ) from None
         self._check_address(region, cmd.delivery_location)
         now = datetime.now(UTC)
+        eta, zone = await self._prepare(region, cmd, now)
         order_id = new_id("ord", region)
         # Pipeline mode: BEGIN, the reads and the write go out without waiting for each
         # other's answers; the connection waits only where a result is needed.
@@ -94,8 +120,36 @@ class OrderPlacement:
                 first = await self._claim_key(conn, customer_id, idempotency_key, digest, order_id)
                 if first is not None:
                     return order_view(await fetch_order(conn, first)), False
-            row = await self._place(conn, region, order_id, customer_id, cmd, now)
+            row = await self._place(conn, region, order_id, customer_id, cmd, now, eta, zone)
         return order_view(row), True
+
+    async def _prepare(
+        self, region: str, cmd: PlaceOrder, now: datetime
+    ) -> tuple[PlacementEta, Delivery | None]:
+        """Before the transaction, so that it stays short: the estimate (by road when the
+        region has a map) and the delivery zone's answer (None: no zones, check the radius)."""
+        loc = cmd.delivery_location
+        async with self.shards.connection(region) as conn:
+            cur = await conn.execute(_RESTAURANT_POINT, (loc.lng, loc.lat, cmd.restaurant_id))
+            found = await cur.fetchone()
+        if found is None:
+            raise InvalidInput(
+                f"no restaurant {cmd.restaurant_id!r}",
+                field="restaurant_id",
+                code="unknown_restaurant",
+            )
+        prep_s, distance_m = float(found["prep_time_mean_s"]), float(found["distance_m"])
+        if self.estimator is None:
+            return straight_line_eta(now, prep_s, distance_m, "no_road_service"), None
+        return await self.estimator.prepare(
+            region,
+            cmd.restaurant_id,
+            now,
+            LatLng(lat=found["lat"], lng=found["lng"]),
+            LatLng(lat=loc.lat, lng=loc.lng),
+            prep_s,
+            distance_m,
+        )
 
     async def _claim_key(
         self, conn: Conn, customer_id: str, key: str, digest: str, order_id: str
@@ -124,11 +178,18 @@ class OrderPlacement:
         return str(held["order_id"])
 
     async def _read(
-        self, conn: Conn, restaurant_id: str, loc: DeliveryLocation, item_ids: list[str]
+        self,
+        conn: Conn,
+        restaurant_id: str,
+        loc: DeliveryLocation,
+        item_ids: list[str],
+        zone: Delivery | None = None,
     ) -> dict[str, Any]:
         """In one statement: the restaurant with its distance to the address, and the asked
         items with their stock, whose rows are locked in id order (so that concurrent orders
-        never deadlock) until the transaction ends."""
+        never deadlock) until the transaction ends. The address must lie in the restaurant's
+        delivery zone (by road) when its region has zones, else within its radius (PostGIS,
+        as the crow flies)."""
         cur = await conn.execute(
             "WITH items AS (SELECT m.item_id, m.name, m.price::text AS price, m.available,"
             "   i.quantity FROM menu_items m JOIN inventory i USING (item_id)"
@@ -152,7 +213,13 @@ class OrderPlacement:
             raise Conflict(
                 f"{restaurant['name']} is closed", field="restaurant_id", code="restaurant_closed"
             )
-        if restaurant["distance_m"] > restaurant["delivery_radius_m"]:
+        if zone is not None and not zone.can_deliver:
+            raise InvalidInput(
+                f"the address is outside the delivery zone of {restaurant['name']} (by road)",
+                field="delivery_location",
+                code="outside_delivery_zone",
+            )
+        if zone is None and restaurant["distance_m"] > restaurant["delivery_radius_m"]:
             raise InvalidInput(
                 f"the address is {restaurant['distance_m']:.0f} m away, outside the delivery "
                 f"zone of {restaurant['name']} ({restaurant['delivery_radius_m']} m)",
@@ -169,19 +236,18 @@ class OrderPlacement:
         customer_id: str,
         cmd: PlaceOrder,
         now: datetime,
+        eta: PlacementEta,
+        zone: Delivery | None,
     ) -> dict[str, Any]:
         loc = cmd.delivery_location
         wanted = merged(cmd.items)
-        restaurant = await self._read(conn, cmd.restaurant_id, loc, list(wanted))
+        restaurant = await self._read(conn, cmd.restaurant_id, loc, list(wanted), zone)
         distance_m = float(restaurant["distance_m"])
         lines = self._check_stock(cmd.restaurant_id, restaurant["items"], cmd.items, held={})
         items = _items(lines, wanted)
         subtotal = pricing.subtotal([(line["price"], wanted[line["item_id"]]) for line in lines])
         fee = pricing.delivery_fee(distance_m)
         total = pricing.money(subtotal + fee + cmd.tip)
-        eta = now + timedelta(
-            seconds=restaurant["prep_time_mean_s"] + _HANDOVER_S + distance_m / _BASELINE_SPEED_MPS
-        )
         # The row as fetch_order would return it: the event's snapshot needs no extra read.
         row = {
             "order_id": order_id,
@@ -202,7 +268,7 @@ class OrderPlacement:
             "restaurant_lng": restaurant["lng"],
             "created_at": now,
             "pickup_time": None,
-            "estimated_delivery": eta,
+            "estimated_delivery": eta.estimated_delivery,
             "delivered_at": None,
             "distance_m": distance_m,
             "payment_status": "authorized",
@@ -249,12 +315,12 @@ class OrderPlacement:
                 "total": total,
                 "status": Status.SEARCHING_DRIVER.value,
                 "now": now,
-                "eta": eta,
+                "eta": eta.estimated_delivery,
                 "distance": distance_m,
                 "payment": new_id("pay", region),
                 "event": uuid.uuid4(),
                 "event_type": EventType.ORDER_PLACED.value,
-                "data": Jsonb({"order": order_view(row)}),
+                "data": Jsonb({"order": order_view(row), **eta.event_data()}),
             },
         )
         return row

@@ -138,6 +138,41 @@ class OrderService(OrderPlacement):
                 )
             await insert_event(conn, order_id, order["created_at"], event, actor, data, now)
 
+    async def update_estimate(
+        self,
+        order_id: str,
+        actor: str,
+        estimated_delivery: datetime,
+        data: dict[str, Any],
+        *,
+        statuses: frozenset[Status],
+        expect_driver: str,
+    ) -> dict[str, Any] | None:
+        """ROUTE_UPDATED with the order's new estimated delivery, in one transaction; None
+        when the order left ``statuses`` or ``expect_driver`` meanwhile (nothing written)."""
+        region = region_of(order_id, "ord")
+        now = datetime.now(UTC)
+        async with self.shards.connection(region) as conn, conn.transaction():
+            cur = await conn.execute(
+                "UPDATE orders SET estimated_delivery = %s WHERE order_id = %s"
+                " AND status = ANY(%s) AND driver_id = %s RETURNING created_at",
+                (estimated_delivery, order_id, [s.value for s in statuses], expect_driver),
+            )
+            updated = await cur.fetchone()
+            if updated is None:
+                return None
+            changes = {"estimated_delivery": iso(estimated_delivery)}
+            await insert_event(
+                conn,
+                order_id,
+                updated["created_at"],
+                EventType.ROUTE_UPDATED,
+                actor,
+                {**data, "changes": changes},
+                now,
+            )
+            return await fetch_order(conn, order_id)
+
 
 def _columns(changes: dict[str, Any]) -> dict[str, Any]:
     """Order columns for the view fields in ``changes`` (payment status lives elsewhere)."""

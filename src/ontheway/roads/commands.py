@@ -9,10 +9,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from ontheway.connections import Connections, GraphStore
+from ontheway.errors import OnTheWayError
 from ontheway.regions import load_catalog
-from ontheway.roads.delivery import ZonesSummary, load_restaurants, rebuild_zones
+from ontheway.roads.delivery import ZonesSummary, load_restaurants, rebuild_zones, refresh_zones
 from ontheway.roads.graph import ImportSummary
 from ontheway.roads.importer import import_osm
+from ontheway.roads.reroute import follow_up_once
 from ontheway.roads.routing import RoadService, TrafficResult
 from ontheway.roads.traffic import InvalidTraffic, as_change
 from ontheway.settings import Settings
@@ -43,10 +45,35 @@ async def import_command(
 
             db = await store.db()
             summary = await import_osm(db, region, path, bbox=bbox, progress=progress)
+        console.print(summary_table(summary))
+        await _refresh_zones_after_import(settings, store, region, console)
     finally:
         await store.aclose()
-    console.print(summary_table(summary))
     return summary
+
+
+async def _refresh_zones_after_import(
+    settings: Settings, store: GraphStore, region: str, console: Console
+) -> None:
+    """Zones built on the previous map are no longer trusted (placement falls back to the
+    radius): rebuild them now when the region has some."""
+    catalog = load_catalog(settings.region_catalog)
+    try:
+        conns = await Connections.open(settings, shards=[catalog.shard_for(region)], pool_max=2)
+        try:
+            zones = await refresh_zones(
+                RoadService(store, catalog), await store.db(), conns, catalog, region
+            )
+        finally:
+            await conns.close()
+    except OnTheWayError as exc:
+        console.print(
+            f"[yellow]zones not rebuilt ({exc.message}): placement uses the delivery radius "
+            f"until `ontheway roads zones --region {region}` runs[/yellow]"
+        )
+        return
+    if zones is not None:
+        console.print(f"{region}: delivery zones rebuilt on the new map")
 
 
 def summary_table(summary: ImportSummary) -> Table:
@@ -97,14 +124,22 @@ async def traffic_command(
     )
     store = GraphStore(settings.require_falkordb_url(), max(settings.dependency_timeout_s, 60))
     try:
-        result = await RoadService(store, catalog).update_traffic(region, change)
+        roads_service = RoadService(store, catalog)
+        result = await roads_service.update_traffic(region, change)
+        index = "rebuilt" if result.full_rebuild else "re-customised"
+        console.print(
+            f"{region}: traffic factor {factor:g} on {result.changed_roads:,} roads "
+            f"({result.written_roads:,} written, CCH index {index}) in "
+            f"{result.took_s * 1000:.0f} ms"
+        )
+        # Zones and active deliveries follow the new times (as after POST /api/ops/traffic).
+        followed = await follow_up_once(settings, catalog, roads_service, region)
+        console.print(
+            f"{region}: {followed.considered} active deliveries re-routed, "
+            f"{followed.updated} with a new ETA"
+        )
     finally:
         await store.aclose()
-    index = "rebuilt" if result.full_rebuild else "re-customised"
-    console.print(
-        f"{region}: traffic factor {factor:g} on {result.changed_roads:,} roads "
-        f"({result.written_roads:,} written, CCH index {index}) in {result.took_s * 1000:.0f} ms"
-    )
     return result
 
 

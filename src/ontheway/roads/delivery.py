@@ -5,12 +5,23 @@ One graph per region, ``zones:{<region>}``, apart from the road graph: a re-impo
 traffic update of the roads leaves the zones answering until they are rebuilt, and a rebuild
 of the zones never touches the graph that routes use.
 
-    (:Restaurant {id, lat, lng, radius_m, cells})
+    (:Restaurant {id, lat, lng, radius_m, cells, on_map})
       -[:CAN_DELIVER_TO {travel_time_s, distance_m}]->(:Zone {h3})
 
 A rebuild of a whole region writes a staging graph and swaps it in with one ``RENAME`` (as the
 road import does); a rebuild of some restaurants replaces theirs in place. Restaurants come
 from the region's PostgreSQL shard (read only).
+
+    (:ZonesMeta {import_id, max_travel_s, built_at})   one node: what the zones were built on
+
+Staleness. Whether a cell is in a zone depends on road *distances* (the radius), which traffic
+never changes; only the cells' travel times (and membership when a travel-time limit was set)
+follow traffic. So after a traffic change the zones are rebuilt in the background
+(``refresh_zones``; about a second on the downtown San Francisco map) while placement keeps
+answering from the previous ones, which are right about membership unless a limit was set.
+After a re-import the road ids and nodes change: ``zone_verdict`` compares the zones'
+``import_id`` with the road map's and, when they differ, answers "no zones" so that placement
+falls back to the PostGIS radius until the zones are rebuilt (never a refusal from a stale map).
 """
 
 from __future__ import annotations
@@ -40,7 +51,7 @@ ORDER BY restaurant_id
 _WRITE_RESTAURANTS = """
 UNWIND $rows AS row
 MERGE (r:Restaurant {id: row[0]})
-SET r.lat = row[1], r.lng = row[2], r.radius_m = row[3], r.cells = row[4]
+SET r.lat = row[1], r.lng = row[2], r.radius_m = row[3], r.cells = row[4], r.on_map = row[5]
 """
 _FORGET_RESTAURANTS = """
 UNWIND $ids AS id
@@ -53,10 +64,16 @@ MATCH (r:Restaurant {id: row[0]})
 MERGE (z:Zone {h3: row[1]})
 CREATE (r)-[:CAN_DELIVER_TO {travel_time_s: row[2], distance_m: row[3]}]->(z)
 """
-_CAN_DELIVER = """
+_WRITE_META = """
+MERGE (m:ZonesMeta)
+SET m.import_id = $import_id, m.max_travel_s = $max_travel_s, m.built_at = $built_at
+"""
+_READ_META = "MATCH (m:ZonesMeta) RETURN m.import_id, m.max_travel_s"
+_VERDICT = """
 MATCH (r:Restaurant {id: $id})
 OPTIONAL MATCH (r)-[e:CAN_DELIVER_TO]->(:Zone {h3: $cell})
-RETURN e.travel_time_s, e.distance_m
+OPTIONAL MATCH (m:ZonesMeta)
+RETURN r.on_map, e.travel_time_s, e.distance_m, m.import_id
 """
 
 
@@ -120,7 +137,7 @@ async def rebuild_zones(
     """Compute the zones of ``restaurants`` on the region's road map and store them: the whole
     region's zones replaced (``replace_all``) or only these restaurants'."""
     started = time.perf_counter()
-    network = await roads.network(region)
+    network = await roads.network(region, reload=True)  # the map as it is now (re-imports)
     name = graph or zones_graph(region)
 
     def compute() -> dict[str, list[ZoneCell] | None]:
@@ -143,7 +160,8 @@ async def rebuild_zones(
     try:
         with graph_errors():
             g = db.select_graph(target)
-            if replace_all or not await graph_exists(db, name):
+            fresh = replace_all or not await graph_exists(db, name)
+            if fresh:
                 await g.query("CREATE INDEX FOR (r:Restaurant) ON (r.id)")
                 await g.query("CREATE INDEX FOR (z:Zone) ON (z.h3)")
             rows = [
@@ -153,6 +171,7 @@ async def rebuild_zones(
                     float(r["lng"]),
                     int(r["delivery_radius_m"]),
                     len(found[r["restaurant_id"]] or []),
+                    found[r["restaurant_id"]] is not None,
                 ]
                 for r in restaurants
             ]
@@ -167,6 +186,15 @@ async def rebuild_zones(
             ]
             for lo in range(0, len(edges), EDGE_BATCH):
                 await g.query(_WRITE_EDGES, {"rows": edges[lo : lo + EDGE_BATCH]})
+            if fresh:
+                await g.query(
+                    _WRITE_META,
+                    {
+                        "import_id": network.import_id,
+                        "max_travel_s": max_travel_s,
+                        "built_at": time.time(),
+                    },
+                )
             if replace_all:
                 await db.connection.rename(target, name)
     finally:
@@ -185,21 +213,76 @@ async def can_deliver(
     db: FalkorDB, region: str, restaurant_id: str, lat: float, lng: float, graph: str | None = None
 ) -> Delivery:
     """Whether the restaurant delivers to (lat, lng): one lookup of the point's H3 cell."""
-    name = graph or zones_graph(region)
-    rows: list[Any] = []
-    if await graph_exists(db, name):
-        with graph_errors():
-            reply = await db.select_graph(name).ro_query(
-                _CAN_DELIVER, {"id": restaurant_id, "cell": cell_of(lat, lng)}
-            )
-        rows = reply.result_set
-    if not rows:
+    row = await _zone_row(db, graph or zones_graph(region), restaurant_id, lat, lng)
+    if row is None:
         raise NoDeliveryZone(
             f"no delivery zone for restaurant {restaurant_id!r} (unknown, or zones not built: "
             f"run `ontheway roads zones --region {region}`)",
             field="restaurant_id",
         )
-    travel_s, road_m = rows[0]
+    return _delivery(row[1], row[2])
+
+
+async def zone_verdict(
+    db: FalkorDB,
+    region: str,
+    restaurant_id: str,
+    lat: float,
+    lng: float,
+    import_id: str | None,
+    graph: str | None = None,
+) -> Delivery | None:
+    """The zone's answer for placing an order, or None when there is no zone to trust (no
+    zones for the region or for this restaurant, the restaurant off the road map, or zones
+    built on another import than ``import_id``): the caller checks the radius instead."""
+    row = await _zone_row(db, graph or zones_graph(region), restaurant_id, lat, lng)
+    if row is None or not row[0] or (import_id is not None and row[3] != import_id):
+        return None
+    return _delivery(row[1], row[2])
+
+
+async def _zone_row(
+    db: FalkorDB, name: str, restaurant_id: str, lat: float, lng: float
+) -> list[Any] | None:
+    """[on_map, travel_time_s, distance_m, import_id] for the point's cell, or None when the
+    graph does not exist or does not know the restaurant."""
+    if not await graph_exists(db, name):
+        return None
+    with graph_errors():
+        reply = await db.select_graph(name).ro_query(
+            _VERDICT, {"id": restaurant_id, "cell": cell_of(lat, lng)}
+        )
+    return list(reply.result_set[0]) if reply.result_set else None
+
+
+def _delivery(travel_s: Any, road_m: Any) -> Delivery:
     if travel_s is None:
         return Delivery(False, None, None)
     return Delivery(True, float(travel_s), float(road_m))
+
+
+async def refresh_zones(
+    roads: RoadService,
+    db: FalkorDB,
+    conns: Connections,
+    catalog: Catalog,
+    region: str,
+    graph: str | None = None,
+) -> ZonesSummary | None:
+    """Rebuild a region's zones on the current weights, with the travel limit they were built
+    with; None (nothing done) when the region has no zones."""
+    name = graph or zones_graph(region)
+    if not await graph_exists(db, name):
+        return None
+    with graph_errors():
+        meta = (await db.select_graph(name).ro_query(_READ_META)).result_set
+    limit = meta[0][1] if meta else None
+    restaurants = await load_restaurants(conns, catalog, region)
+    return await rebuild_zones(
+        roads,
+        db,
+        region,
+        restaurants,
+        max_travel_s=None if limit is None else float(limit),
+        graph=graph,
+    )

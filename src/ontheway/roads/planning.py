@@ -9,17 +9,29 @@ what a learned model will be trained on; this is the road-based baseline.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from ontheway.errors import DependencyUnavailable, InvalidInput, NotFound
 from ontheway.regions import LatLng
+from ontheway.roads.delivery import Delivery, zone_verdict
 from ontheway.roads.errors import Unreachable
 from ontheway.roads.routing import RoadService
 from ontheway.roads.sequence import Objective, Plan, Stop, plan_stops
 
+if TYPE_CHECKING:
+    from ontheway.fleet.store import FleetStore
+
+log = logging.getLogger(__name__)
+
 PICKUP_SERVICE_S = 120.0
 DROPOFF_SERVICE_S = 120.0
+# Without a road map: preparation, a hand-over allowance, then this average speed.
+STRAIGHT_LINE_SPEED_MPS = 6.0
+STRAIGHT_LINE_HANDOVER_S = 180.0
 
 
 async def plan_driver_stops(
@@ -93,3 +105,132 @@ async def estimate_delivery(
     if to_restaurant is None or to_customer is None:
         raise Unreachable("no road joins the driver, the restaurant and the customer")
     return delivery_estimate(now, to_restaurant, prep_remaining_s, to_customer)
+
+
+@dataclass(frozen=True)
+class PlacementEta:
+    """The estimate promised at placement, how it was made and its parts (the event keeps
+    them, so that a learned model can later compare each part with what happened)."""
+
+    method: Literal["road", "straight_line"]
+    estimated_delivery: datetime
+    legs: dict[str, Any]
+
+    def event_data(self) -> dict[str, Any]:
+        """What ``ORDER_PLACED`` records beside the order."""
+        return {"eta_method": self.method, "eta_legs": self.legs}
+
+
+def straight_line_eta(
+    now: datetime, prep_s: float, distance_m: float, reason: str | None = None
+) -> PlacementEta:
+    """Preparation + a hand-over allowance + the crow's distance at an average speed."""
+    travel_s = distance_m / STRAIGHT_LINE_SPEED_MPS
+    legs = {
+        "prep_s": round(prep_s, 1),
+        "handover_s": STRAIGHT_LINE_HANDOVER_S,
+        "to_customer_s": round(travel_s, 1),
+        "distance_m": round(distance_m, 1),
+        "speed_mps": STRAIGHT_LINE_SPEED_MPS,
+        "reason": reason,
+    }
+    total = prep_s + STRAIGHT_LINE_HANDOVER_S + travel_s
+    return PlacementEta("straight_line", now + timedelta(seconds=total), legs)
+
+
+@dataclass
+class PlacementEstimator:
+    """An order's estimate before its transaction: by road (the nearest available drivers'
+    way to the restaurant, or an allowance when none is near; the preparation; the service
+    times; the restaurant's way to the customer), else the straight-line estimate."""
+
+    roads: RoadService
+    fleet: FleetStore | None
+    allowance_s: float
+    drivers: int
+    radius_m: float
+
+    async def estimate(
+        self,
+        region: str,
+        now: datetime,
+        restaurant: LatLng,
+        customer: LatLng,
+        prep_s: float,
+        distance_m: float,
+    ) -> PlacementEta:
+        """The road estimate; the straight-line one when the region has no map, a point is
+        off it, no road joins them, or the graph is unavailable (the reason is kept)."""
+        try:
+            return await self._by_road(region, now, restaurant, customer, prep_s)
+        except (InvalidInput, NotFound, DependencyUnavailable) as exc:
+            reason = getattr(exc, "code", None) or type(exc).__name__
+            log.debug("placement ETA by straight line in %s: %s", region, exc)
+            return straight_line_eta(now, prep_s, distance_m, reason)
+
+    async def prepare(
+        self,
+        region: str,
+        restaurant_id: str,
+        now: datetime,
+        restaurant: LatLng,
+        customer: LatLng,
+        prep_s: float,
+        distance_m: float,
+    ) -> tuple[PlacementEta, Delivery | None]:
+        """The estimate and the restaurant's zone's answer for the address (None: no zone to
+        trust, check the radius); both before the order's transaction."""
+        return await asyncio.gather(
+            self.estimate(region, now, restaurant, customer, prep_s, distance_m),
+            self._zone(region, restaurant_id, customer),
+        )
+
+    async def _zone(self, region: str, restaurant_id: str, customer: LatLng) -> Delivery | None:
+        try:
+            import_id = (await self.roads.network(region, reload=True)).import_id
+            db = await self.roads.graph_db()
+            return await zone_verdict(
+                db, region, restaurant_id, customer.lat, customer.lng, import_id
+            )
+        except (NotFound, DependencyUnavailable):
+            return None  # no road map, or FalkorDB unavailable: the radius decides
+
+    async def _by_road(
+        self, region: str, now: datetime, restaurant: LatLng, customer: LatLng, prep_s: float
+    ) -> PlacementEta:
+        # One meta read: after a re-import, node ids of the cached map would name other nodes.
+        network = await self.roads.network(region, reload=True)
+        drivers: list[tuple[str, LatLng]] = []
+        if self.fleet is not None and self.drivers:
+            found = await self.fleet.find_available(
+                region, restaurant.lat, restaurant.lng, self.radius_m, self.drivers
+            )
+            drivers = [
+                (c.driver_id, LatLng(lat=c.lat, lng=c.lng))
+                for c in found
+                if network.snap(c.lat, c.lng) is not None
+            ]
+        matrix = await self.roads.many_to_many(
+            [*(point for _, point in drivers), restaurant], [restaurant, customer]
+        )
+        to_customer = matrix[-1][1]
+        if to_customer is None:
+            raise Unreachable("no road joins the restaurant and the customer")
+        reachable = [
+            (row[0], d) for row, d in zip(matrix[:-1], drivers, strict=True) if row[0] is not None
+        ]
+        driver: dict[str, Any] | None = None
+        to_restaurant = self.allowance_s
+        if reachable:
+            best_s, (driver_id, point) = min(reachable, key=lambda pair: pair[0] or 0.0)
+            to_restaurant = float(best_s or 0.0)
+            driver = {"driver_id": driver_id, "lat": point.lat, "lng": point.lng}
+        est = delivery_estimate(now, to_restaurant, prep_s, to_customer)
+        legs = {
+            **{k: v for k, v in est.to_dict().items() if k != "estimated_delivery"},
+            "to_restaurant_from": "nearest_driver" if driver else "allowance",
+            "driver": driver,
+            "pickup_service_s": PICKUP_SERVICE_S,
+            "dropoff_service_s": DROPOFF_SERVICE_S,
+        }
+        return PlacementEta("road", est.estimated_delivery, legs)

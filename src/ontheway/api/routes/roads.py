@@ -5,15 +5,18 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from ontheway.api.deps import Caller, OpsCaller, State
+from ontheway.api.deps import AppState, Caller, OpsCaller, State
+from ontheway.api.routes.fleet import FleetDep
 from ontheway.errors import InvalidInput
+from ontheway.fleet.service import Fleet
 from ontheway.orders.ids import region_of
 from ontheway.regions import Latitude, LatLng, Longitude
 from ontheway.roads.delivery import can_deliver
 from ontheway.roads.planning import plan_driver_stops
+from ontheway.roads.reroute import TrafficFollowUp, follow_up
 from ontheway.roads.sequence import Stop
 from ontheway.roads.traffic import MAX_FACTOR, AreaFactor, RoadFactor, StreetFactor, TrafficChange
 
@@ -93,9 +96,23 @@ class TrafficIn(BaseModel):
     areas: Annotated[list[AreaFactorIn], Field(max_length=100)] = []
 
 
+def traffic_follow_up(request: Request, state: AppState, fleet: Fleet) -> TrafficFollowUp:
+    """The process's follow-up of traffic changes (zones, re-routes), made on first use."""
+    found: TrafficFollowUp | None = getattr(request.app.state, "traffic_follow_up", None)
+    if found is None:
+        found = follow_up(
+            state.orders, state.roads, fleet.store, state.conns, state.catalog, state.settings
+        )
+        request.app.state.traffic_follow_up = found
+    return found
+
+
 @router.post("/api/ops/traffic")
-async def set_traffic(state: State, caller: OpsCaller, body: TrafficIn) -> dict[str, Any]:
-    """Set traffic factors (ops of the region); the next route follows the new times."""
+async def set_traffic(
+    request: Request, state: State, caller: OpsCaller, fleet: FleetDep, body: TrafficIn
+) -> dict[str, Any]:
+    """Set traffic factors (ops of the region); the next route follows the new times. The
+    region's zones and active deliveries' routes follow in the background (ROUTE_UPDATED)."""
     state.catalog.get(body.region)
     caller.require_region(body.region)
     change = TrafficChange(
@@ -103,7 +120,9 @@ async def set_traffic(state: State, caller: OpsCaller, body: TrafficIn) -> dict[
         streets=tuple(StreetFactor(s.name, s.traffic_factor) for s in body.streets),
         areas=tuple(AreaFactor(a.lat, a.lng, a.radius_m, a.traffic_factor) for a in body.areas),
     )
-    return (await state.roads.update_traffic(body.region, change)).to_dict()
+    result = (await state.roads.update_traffic(body.region, change)).to_dict()
+    traffic_follow_up(request, state, fleet).changed(body.region)
+    return {**result, "follow_up": "scheduled"}
 
 
 @router.get("/api/restaurants/{restaurant_id}/can-deliver")
