@@ -11,15 +11,16 @@ from typing import Any
 import psycopg
 
 from ontheway.errors import Conflict, InvalidInput
+from ontheway.orders.change import OrderChanges
 from ontheway.orders.ids import region_of
 from ontheway.orders.lifecycle import TRANSITIONS, EventType, Status
 from ontheway.orders.models import iso
-from ontheway.orders.placement import OrderPlacement
 from ontheway.orders.store import Conn, fetch_order, insert_event
 
 
-class OrderService(OrderPlacement):
-    """Commands on orders: placing (see placement), status changes and notes."""
+class OrderService(OrderChanges):
+    """Commands on orders: placing (see placement), changing (see change), status changes
+    and notes."""
 
     async def transition(
         self,
