@@ -203,3 +203,29 @@ async def test_a_reconnecting_driver_gets_its_offer_and_declines_it_on_the_socke
         await ws.send(json.dumps({"type": "accept", "order_id": oid}))
         error = await receive(ws, "error", oid)
         assert error["error"]["code"] == "offer_expired"
+
+
+async def test_cancelling_an_offered_order_releases_the_driver_at_once_and_tells_it(
+    server: Server,
+    fleet: FleetStore,  # noqa: F811
+    queries: OrderQueries,
+    offered: Offered,  # noqa: F811
+) -> None:
+    oid, best = offered.order_id, offered.best
+    assert oid in await fleet.active_orders("sf", best)
+    async with driver_socket(server, best) as ws:
+        await receive(ws, "offer", oid)
+        async with api(server) as http:
+            done = await http.post(
+                f"/api/orders/{oid}/cancel", headers=server.auth(Role.OPS, "ops_1")
+            )
+        assert done.status_code == 200, done.text
+        assert await receive(ws, "offer_withdrawn", oid) == {
+            "type": "offer_withdrawn",
+            "order_id": oid,
+        }
+    # Released now, not at the offer's deadline (20 s away).
+    assert oid not in await fleet.active_orders("sf", best)
+    late = await answer(server, best, oid, "accept")
+    assert late.status_code == 409, late.text
+    assert (await queries.get(oid))["status"] == "cancelled"

@@ -214,6 +214,25 @@ class Offers:
         await self._claim(region, order_id, driver_id, "declining")
         await self.resolve(Claim(region, order_id, driver_id, "declining"))
 
+    async def withdraw(self, order_id: str) -> str | None:
+        """An order cancelled while offered: release the offered driver now rather than at
+        the offer's deadline, and tell it. Returns that driver (None: no open offer)."""
+        region = region_of(order_id, "ord")
+        driver_id = await self.book.offered_to(region, order_id)
+        if driver_id is None:
+            return None
+        try:
+            await self._claim(region, order_id, driver_id, "declining")
+        except (NoOpenOffer, OfferExpired, NotYourOffer):
+            return None  # answered or expired meanwhile: whoever claimed it resolves it
+        with contextlib.suppress(UnknownDriver):
+            await self.fleet.remove_order(region, driver_id, order_id)
+        await self.book.finish(region, order_id, driver_id)
+        await publish_inbox(
+            self.redis, driver_id, {"type": "offer_withdrawn", "order_id": order_id}
+        )
+        return driver_id
+
     async def _claim(self, region: str, order_id: str, driver_id: str, state: str) -> None:
         found = await self.book.answer(region, order_id, driver_id, state)
         if found is Answer.OTHER:

@@ -252,6 +252,12 @@ class OfferBook:
                 args=[order_id],
             )
 
+    async def offered_to(self, region: str, order_id: str) -> str | None:
+        """The driver the order's open offer went to, if any."""
+        with dependency_errors("Redis"):
+            found = await self.redis.hget(offer_key(region, order_id), "driver_id")
+        return None if found is None else _text(found)
+
     async def pending(self, region: str, order_id: str) -> bool:
         """Whether the order has an offer open or being answered."""
         with dependency_errors("Redis"):

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from ontheway.api.deps import Caller, OpsCaller, State
 from ontheway.api.routes.fleet import FleetDep
 from ontheway.auth import Role
 from ontheway.dispatch.assign import Assignments
-from ontheway.errors import Forbidden, InvalidInput, NotFound
+from ontheway.dispatch.offering import Offers
+from ontheway.errors import Forbidden, InvalidInput, NotFound, OnTheWayError
 from ontheway.orders import access
 from ontheway.orders.lifecycle import EventType
 from ontheway.orders.models import (
@@ -24,6 +26,8 @@ from ontheway.orders.models import (
     order_view,
 )
 from ontheway.orders.queries import event_view
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["orders"])
 Key = Annotated[
@@ -93,6 +97,7 @@ AssignmentsDep = Annotated[Assignments, Depends(assignments)]
 
 @router.post("/api/orders/{order_id}/cancel")
 async def cancel_order(
+    request: Request,
     state: State,
     caller: Caller,
     order_id: str,
@@ -109,6 +114,12 @@ async def cancel_order(
         data={"reason": reason, "by": caller.role.value},
     )
     await after.committed(row)
+    offers: Offers | None = getattr(request.app.state, "offers", None)
+    if offers is not None:
+        try:
+            await offers.withdraw(order_id)
+        except OnTheWayError as exc:  # the sweeper releases the driver at the deadline
+            log.warning("offer of cancelled %s not withdrawn: %s", order_id, exc.message)
     return order_view(row)
 
 
