@@ -35,6 +35,8 @@ db_app = typer.Typer(help="The PostgreSQL schema of every shard.", no_args_is_he
 app.add_typer(db_app, name="db")
 roads_app = typer.Typer(help="Road maps from OpenStreetMap, in FalkorDB.", no_args_is_help=True)
 app.add_typer(roads_app, name="roads")
+sim_app = typer.Typer(help="Simulation runs and their reports.", no_args_is_help=True)
+app.add_typer(sim_app, name="sim")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -401,17 +403,84 @@ def token(
 
 @app.command()
 def demo(
-    port: Annotated[int | None, typer.Option(help="API port")] = None,
+    port: Annotated[int | None, typer.Option(help="API port (default: a free one)")] = None,
     duration: Annotated[
-        float | None, typer.Option(help="seconds to keep serving (default: until Ctrl-C)")
-    ] = None,
+        float, typer.Option(min=10, help="wall seconds to simulate (x30: 3 min = 90 min)")
+    ] = 180,
+    drivers: Annotated[int, typer.Option(min=1, help="drivers in San Francisco")] = 60,
+    orders_per_hour: Annotated[float, typer.Option(min=0, help="day's average rate")] = 60,
 ) -> None:
-    """Start the API, show every dependency healthy, and keep serving."""
-    from ontheway.smoke import run_smoke
+    """Import San Francisco's map if missing, seed it and simulate lunch time: dashboard URL
+    first, the report's summary and path at the end."""
+    from ontheway.sim.command import import_missing, run_and_report
+    from ontheway.sim.runner import SimOptions
 
     settings = load_settings()
-    code = asyncio.run(run_smoke(settings, port or settings.api_port, duration, console))
-    raise typer.Exit(code)
+    asyncio.run(import_missing(settings, ["sf"], console))
+    opts = SimOptions(regions=["sf"], drivers=drivers, orders_per_hour=orders_per_hour,
+                      duration_s=duration * 30, speed=30, start="11:30", port=port,
+                      runs_dir=settings.state_dir / "runs")  # fmt: skip
+    asyncio.run(run_and_report(settings, opts, console))
+
+
+@app.command()
+def simulate(
+    region: Annotated[str, typer.Option(help="region id(s), e.g. sf or sf,monaco")],
+    drivers: Annotated[int, typer.Option(min=1, help="drivers per region")],
+    orders_per_hour: Annotated[float, typer.Option(min=0, help="per region, day's average")],
+    duration: Annotated[str, typer.Option(help="simulated time: 2h, 90m, 1h30m")] = "2h",
+    speed: Annotated[float, typer.Option(min=0.1, max=600, help="simulated s per wall s")] = 30,
+    random_seed: Annotated[int, typer.Option("--seed", help="same seed, same city")] = 1,
+    start: Annotated[str, typer.Option(help="simulated clock at the start, HH:MM local")] = "11:00",
+    api: Annotated[str | None, typer.Option(help="use this API instead of starting one")] = None,
+    out: Annotated[Path | None, typer.Option(help="run folder (.ontheway/runs/ID)")] = None,
+    restaurants: Annotated[int | None, typer.Option(min=1, help="per region")] = None,
+    accept: Annotated[float, typer.Option(min=0, max=1, help="mean P(accept an offer)")] = 0.85,
+    ignore: Annotated[float, typer.Option(min=0, max=1, help="P(let an offer expire)")] = 0.03,
+    offline: Annotated[float, typer.Option(min=0, max=1, help="P(vanish), per order")] = 0.05,
+    breaks: Annotated[float, typer.Option(min=0, max=1, help="P(break), per delivery")] = 0.02,
+) -> None:
+    """Simulate a city on its real map through the real API: drivers, customers, kitchens."""
+    from ontheway.sim.command import (
+        check_api,
+        check_maps,
+        parse_regions,
+        parse_timing,
+        run_and_report,
+    )
+    from ontheway.sim.plan import Behaviour
+    from ontheway.sim.runner import SimOptions
+
+    settings = load_settings()
+    regions = parse_regions(region, settings)
+    duration_s = parse_timing(duration, speed, start)
+    asyncio.run(check_maps(settings, regions))
+    if api is not None:
+        asyncio.run(check_api(api))
+    opts = SimOptions(
+        regions=regions, drivers=drivers, orders_per_hour=orders_per_hour,
+        duration_s=duration_s, speed=speed, seed=random_seed, start=start,
+        api=api, out=out, runs_dir=settings.state_dir / "runs", restaurants=restaurants,
+        behaviour=Behaviour(accept=accept, ignore=ignore, offline=offline, breaks=breaks),
+    )  # fmt: skip
+    asyncio.run(run_and_report(settings, opts, console))
+
+
+@sim_app.command("report")
+def sim_report(
+    run_dir: Annotated[Path, typer.Argument(help="a run's directory, holding its run.json")],
+) -> None:
+    """Rebuild a run's report (report.txt, report.html, report.json) beside its run.json."""
+    from ontheway.errors import InvalidInput
+    from ontheway.sim.report import load_record, report_run
+
+    run_json = run_dir / "run.json"
+    try:
+        load_record(run_json)
+    except InvalidInput as exc:
+        err_console.print(f"[red]error:[/] {exc.message}")
+        raise typer.Exit(2) from None
+    asyncio.run(report_run(load_settings(), run_json, console))
 
 
 def main() -> None:

@@ -1,20 +1,16 @@
-"""The demo's smoke run: start the API as its own process, show it healthy, keep serving."""
+"""An ontheway process of its own for a command that serves the API (``serve``, ``run``),
+started and waited for until healthy: used by ``ontheway run``, the simulator and benchmarks."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import IO
 
 import httpx
-from rich.console import Console
-from rich.table import Table
-
-from ontheway.auth import Role, issue_token
-from ontheway.settings import Settings
 
 
 async def wait_healthy(
@@ -47,13 +43,16 @@ async def api_process(
     host: str = "127.0.0.1",
     quiet: bool = False,
     env: dict[str, str] | None = None,
+    command: str = "serve",
+    log: IO[bytes] | None = None,
 ) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
-    """``ontheway serve`` in a process of its own (with ``env`` if given), healthy when
+    """``ontheway serve`` (or another ``command`` taking --host and --port, e.g. ``run``) in a
+    process of its own (with ``env`` if given; output to ``log`` if given), healthy when
     entered, stopped on exit; yields its base URL and the process."""
-    out = asyncio.subprocess.DEVNULL if quiet else None
+    out: IO[bytes] | int | None = asyncio.subprocess.DEVNULL if quiet else log
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ontheway", "serve", "--host", host, "--port", str(port),
-        stdout=out, stderr=out, env=env,
+        sys.executable, "-m", "ontheway", command, "--host", host, "--port", str(port),
+        stdout=out, stderr=asyncio.subprocess.STDOUT if log else out, env=env,
     )  # fmt: skip
     base = f"http://{host}:{port}"
     try:
@@ -63,50 +62,3 @@ async def api_process(
         if proc.returncode is None:
             proc.terminate()
             await proc.wait()
-
-
-async def run_smoke(
-    settings: Settings, port: int, duration_s: float | None, console: Console
-) -> int:
-    """Serve the API on ``port``, print where it is and each dependency's state."""
-    try:
-        async with api_process(port, host=settings.api_host) as (base, proc):
-            return await _show(settings, base, proc, duration_s, console)
-    except RuntimeError as exc:
-        console.print(f"[red]demo failed:[/] {exc}")
-        return 1
-
-
-async def _show(
-    settings: Settings,
-    base: str,
-    proc: asyncio.subprocess.Process,
-    duration_s: float | None,
-    console: Console,
-) -> int:
-    """Print the dependencies, where the API is and a token; serve for ``duration_s``."""
-    ops = issue_token(settings.jwt_key(), Role.OPS, "ops_demo", ttl_s=3600)
-    async with httpx.AsyncClient(timeout=10) as client:
-        deps = (
-            await client.get(
-                f"{base}/api/ops/dependencies", headers={"Authorization": f"Bearer {ops}"}
-            )
-        ).json()
-    table = Table("dependency", "healthy", "version", "latency ms")
-    for dep in deps:
-        table.add_row(
-            dep["name"],
-            "yes" if dep["ok"] else "[red]no[/]",
-            dep["version"] or "-",
-            f"{dep['latency_ms']:.1f}",
-        )
-    console.print(table)
-    console.print(f"API: [bold]{base}[/]   docs: {base}/docs   health: {base}/health")
-    console.print(f"ops token (1 h): {ops}")
-    if duration_s is None:
-        console.print("serving; Ctrl-C to stop")
-        await proc.wait()
-    else:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(proc.wait(), duration_s)
-    return 0 if all(dep["ok"] for dep in deps) else 1

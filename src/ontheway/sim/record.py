@@ -36,6 +36,21 @@ class RunRecord:
     drivers_went_offline: int = 0
     offline_mid_delivery: int = 0
     traffic_changes: int = 0
+    # Added by the simulator (H5):
+    offers_late: int = 0  # answers that arrived after the offer expired or was taken
+    deliveries: int = 0  # orders the simulated drivers handed over (``/delivered`` 200)
+    fixes_sent: int = 0  # location messages sent over ``/ws/driver``
+    fix_interval_s: float = 0.0  # wall seconds between a driver's fixes (4 sim-s if possible)
+    fix_ticks: int = 0  # rounds of fixes sent (one fix per online driver each)
+    fix_tick_max_s: float = 0.0  # the longest round (beyond ``fix_interval_s``: fixes lag)
+    event_stream: str = ""  # the backend's event stream (a run of its own: ``sim_<run>``)
+    api_url: str = ""
+    backend_env: dict[str, str] = field(default_factory=dict)  # timeouts scaled to the speed
+    planned_orders: int = 0  # orders the demand curve generated for the run's duration
+    cancelled_at_end: int = 0  # orders still searching at the end, cancelled ("simulation ended")
+    # Each driver that dropped off the network: {"driver_id", "at" (Unix s), "mid" (holding
+    # an order)}; the server's offline monitor should record DRIVER_UNAVAILABLE after each.
+    vanished: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def sim_seconds(self, wall_s: float) -> float:

@@ -1,0 +1,234 @@
+"""``ontheway simulate``: plan the city, create it, start the backend, run every agent, stop,
+and leave the run's record for the report.
+
+Agents: one task and one WebSocket per driver (its app), one task per region for its
+customers and one for its traffic, one short task per placed order for its kitchen. Position
+reports do not run per driver: one tick loop sends every online driver's fix each
+``fix_interval_s``, so that thousands of drivers cost one timer rather than thousands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+
+from ontheway.auth import Role
+from ontheway.bench.common import free_port
+from ontheway.connections import Connections
+from ontheway.regions import load_catalog
+from ontheway.roads.routing import RoadService
+from ontheway.settings import Settings
+from ontheway.sim.backend import backend, scaled_env, start_stream, wait_consumers
+from ontheway.sim.city import close_unserved, customers, set_traffic, traffic
+from ontheway.sim.clock import SimClock, parse_start
+from ontheway.sim.context import SimContext
+from ontheway.sim.driver import DriverAgent
+from ontheway.sim.plan import Behaviour
+from ontheway.sim.record import RunRecord
+from ontheway.sim.world import (
+    RegionWorld,
+    WorldSize,
+    create_world,
+    plan_world,
+    retire_drivers,
+    routable_nodes,
+)
+
+FIX_EVERY_SIM_S = 4.0
+EXTERNAL_MIN_FIX_S = 0.55  # an unscaled server takes 2 fixes/s per driver
+
+
+@dataclass(frozen=True)
+class SimOptions:
+    """What ``ontheway simulate`` was asked for (validated by the command)."""
+
+    regions: list[str]
+    drivers: int
+    orders_per_hour: float
+    duration_s: float  # simulated
+    speed: float
+    seed: int = 1
+    start: str = "11:00"
+    api: str | None = None
+    out: Path | None = None  # the run's folder (run.json, backend.log); default below
+    runs_dir: Path = Path(".ontheway/runs")  # without ``out``: ``<runs_dir>/<run id>``
+    restaurants: int | None = None
+    port: int | None = None  # of the backend started for the run (default: a free one)
+    behaviour: Behaviour = field(default_factory=Behaviour)
+
+
+def run_dir(opts: SimOptions, run_id: str) -> Path:
+    """Where the run's record and backend log go."""
+    return opts.out if opts.out is not None else opts.runs_dir / run_id
+
+
+def new_run_id() -> str:
+    """A short id for the run (lower-case letters and digits: it goes into entity ids)."""
+    return time.strftime("%m%d%H%M") + secrets.token_hex(2)
+
+
+async def plan_city(
+    conns: Connections, settings: Settings, opts: SimOptions, run_id: str, start_hour: float
+) -> list[RegionWorld]:
+    """Plan every region on its road map and write its entities."""
+    catalog = load_catalog(settings.region_catalog)
+    roads = RoadService(conns.graphs, catalog)
+    worlds = []
+    for region in opts.regions:
+        lat, lng = await routable_nodes(roads, region)
+        restaurants = opts.restaurants or max(5, opts.drivers // 3)
+        size = WorldSize(opts.drivers, restaurants, max(20, opts.drivers * 3),
+                         opts.orders_per_hour, start_hour, opts.duration_s)  # fmt: skip
+        world = plan_world(opts.seed, region, lat, lng, size, opts.behaviour)
+        await create_world(conns, catalog, settings, world, run_id)
+        worlds.append(world)
+    return worlds
+
+
+async def simulate(settings: Settings, opts: SimOptions, console: Console) -> RunRecord:
+    """One whole run; returns its record (also written to ``run.json`` in ``run_dir``)."""
+    catalog = load_catalog(settings.region_catalog)
+    run_id = new_run_id()
+    first = catalog.get(opts.regions[0])
+    sim_start = parse_start(opts.start, datetime.now(first.tzinfo))
+    record = RunRecord(run_id, opts.seed, opts.regions, opts.speed, sim_start, datetime.now(UTC))
+    out = run_dir(opts, run_id)
+    shards = sorted(catalog.shards())
+    conns = await Connections.open(settings, shards=shards, pool_max=4)
+    try:
+        with console.status("planning the city on its road map"):
+            start_hour = sim_start.hour + sim_start.minute / 60
+            worlds = await plan_city(conns, settings, opts, run_id, start_hour)
+        for w in worlds:
+            record.drivers.update(dict.fromkeys(w.driver_ids, w.region))
+            record.restaurants.update(dict.fromkeys(w.restaurant_ids, w.region))
+            record.planned_orders += len(w.orders)
+        if opts.api is not None:
+            record.api_url = opts.api.rstrip("/")
+            await _run(settings, opts, record, worlds, console, None, conns)
+        else:
+            record.event_stream = f"sim_{run_id}"
+            record.backend_env = scaled_env(opts.speed, record.event_stream)
+            await start_stream(conns, shards, record.event_stream)
+            port = opts.port or free_port()
+            async with backend(port, record.backend_env, out / "backend.log") as (base, proc):
+                record.api_url = base
+                with console.status("waiting for the backend's workers"):
+                    await wait_consumers(conns.require_redis(), record.event_stream)
+                await _run(settings, opts, record, worlds, console, proc, conns)
+    finally:
+        await conns.close()
+        record.wall_end = record.wall_end or datetime.now(UTC)
+        record.save(out / "run.json")
+    return record
+
+
+async def _run(
+    settings: Settings,
+    opts: SimOptions,
+    record: RunRecord,
+    worlds: list[RegionWorld],
+    console: Console,
+    proc: asyncio.subprocess.Process | None,
+    conns: Connections,
+) -> None:
+    wall_s = opts.duration_s / opts.speed
+    interval = FIX_EVERY_SIM_S / opts.speed
+    if proc is None:
+        interval = max(interval, EXTERNAL_MIN_FIX_S)
+    record.fix_interval_s = round(interval, 4)
+    clock = SimClock(opts.speed, record.sim_start)
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=record.api_url, timeout=30, limits=limits) as http:
+        ctx = SimContext(record.api_url, settings.jwt_key(), clock, record, http,
+                         token_ttl_s=int(wall_s) + 3600, seed=opts.seed,
+                         fix_interval_s=interval)  # fmt: skip
+        ops = ctx.token(Role.OPS, "ops_sim", regions=opts.regions)
+        console.print(f"dashboard: [bold]{record.api_url}/#token={ops}[/]", soft_wrap=True)
+        console.print(
+            f"run {record.run_id}: {', '.join(opts.regions)}, {opts.drivers} drivers per region, "
+            f"{record.planned_orders} orders planned, {opts.duration_s / 3600:.2f} h simulated "
+            f"in {wall_s:.0f} s (x{opts.speed:g}); a fix every {interval:.3f} s"
+        )
+        agents = [
+            DriverAgent(ctx, w.region, did, plan)
+            for w in worlds
+            for did, plan in zip(w.driver_ids, w.drivers, strict=True)
+        ]
+        # Not one of ctx's tasks: fixes go on until the drivers are retired, or a monitor
+        # would see every heartbeat expire at the end and reassign what the drivers hold.
+        positions = asyncio.create_task(_positions(ctx, agents))
+        try:
+            with console.status(f"{len(agents)} drivers' apps connecting"):
+                await _connect_all(agents)
+            clock.wall0 = time.monotonic()  # the city starts once every driver is online
+            record.wall_start = datetime.now(UTC)  # the wall time of ``sim_start``
+            for agent in agents:
+                ctx.spawn(agent.run())
+            for world in worlds:
+                ctx.spawn(customers(ctx, world))
+                ctx.spawn(traffic(ctx, world))
+            await _wait(ctx, wall_s, proc, console)
+        finally:
+            ctx.stop.set()
+            record.wall_end = datetime.now(UTC)
+            await ctx.cancel_all()
+            positions.cancel()
+            await asyncio.gather(positions, return_exceptions=True)
+            await retire_drivers(conns, worlds)
+            await asyncio.gather(*(a.close() for a in agents))
+            # A monitor may still be recording a driver that vanished just before the end.
+            await asyncio.sleep(2 * settings.fleet_monitor_interval_s + 0.5)
+            for world in worlds:  # leave the roads as they were found, the orders settled
+                await set_traffic(ctx, world, 1.0)
+                await close_unserved(ctx, world)
+
+
+async def _connect_all(agents: list[DriverAgent], at_once: int = 50) -> None:
+    """Every driver's app online, ``at_once`` handshakes at a time."""
+    gate = asyncio.Semaphore(at_once)
+
+    async def one(agent: DriverAgent) -> None:
+        async with gate:
+            await agent.go_online()
+
+    await asyncio.gather(*(one(a) for a in agents))
+
+
+async def _positions(ctx: SimContext, agents: list[DriverAgent]) -> None:
+    """The shared tick: every online driver's fix, each ``fix_interval_s``."""
+    while True:
+        started = time.monotonic()
+        now = ctx.clock.elapsed_sim_s()
+        sent = await asyncio.gather(*(a.send_fix(now) for a in agents))
+        took = time.monotonic() - started
+        record = ctx.record
+        record.fixes_sent += sum(sent)
+        record.fix_ticks += 1
+        record.fix_tick_max_s = round(max(record.fix_tick_max_s, took), 4)
+        await asyncio.sleep(max(0.0, ctx.fix_interval_s - took))
+
+
+async def _wait(
+    ctx: SimContext, wall_s: float, proc: asyncio.subprocess.Process | None, console: Console
+) -> None:
+    """Until the run's time is up (or the backend dies), with a line of progress now and then."""
+    deadline = time.monotonic() + wall_s
+    r = ctx.record
+    while (left := deadline - time.monotonic()) > 0:
+        await asyncio.sleep(min(left, 10.0))
+        if proc is not None and proc.returncode is not None:
+            raise RuntimeError(f"the backend exited with code {proc.returncode}")
+        console.print(
+            f"{ctx.clock.now():%H:%M} placed {len(r.orders)} (refused {r.orders_refused}), "
+            f"delivered {r.deliveries}; offers accepted {r.offers_accepted}, declined "
+            f"{r.offers_declined}, missed {r.offers_missed}; offline {r.drivers_went_offline} "
+            f"({r.offline_mid_delivery} mid-delivery)"
+        )
