@@ -38,6 +38,11 @@ class Settings(BaseSettings):
         "order_events", pattern=r"^[a-z0-9_.-]{1,64}$",
         description="name of the event stream (Redis stream / Kafka topic)",
     )  # fmt: skip
+    bus_claim_idle_s: float = Field(
+        30.0, gt=0, le=3600, description="Redis Streams: a failed or abandoned event comes "
+        "back after this long (XAUTOCLAIM min idle time)",
+    )  # fmt: skip
+    bus_max_attempts: int = Field(5, ge=1, le=100, description="attempts before dead-lettering")
     jwt_secret: SecretStr = Field(SecretStr(DEV_JWT_SECRET), description="HS256 signing key")
     jwt_default_ttl_s: int = Field(3600, gt=0, le=30 * 86400)
     region_catalog: Path | None = Field(None, description="extra or overriding regions (JSON)")

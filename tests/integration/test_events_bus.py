@@ -17,6 +17,7 @@ import pytest
 from ontheway.bench.common import free_port
 from ontheway.connections import Connections
 from ontheway.events.bus import EventBus
+from ontheway.events.factory import open_bus
 from ontheway.events.kafka import KafkaBus
 from ontheway.events.model import Event
 from ontheway.events.redis_streams import RedisStreamsBus
@@ -167,3 +168,12 @@ async def test_an_event_that_keeps_failing_goes_to_the_dead_letter_stream(
     assert [e.event_id for e in handled] == [good.event_id]
     dead = await bus.dead_letters()
     assert [(e.event_id, error) for e, error in dead] == [(bad.event_id, "boom: cannot handle")]
+
+
+async def test_the_settings_set_the_redis_streams_retry_delay_and_attempts(
+    conns: Connections,
+) -> None:
+    settings = conns.settings.model_copy(update={"bus_claim_idle_s": 1.5, "bus_max_attempts": 3})
+    bus = open_bus(settings, conns)
+    assert isinstance(bus, RedisStreamsBus)
+    assert (bus.claim_idle_s, bus.max_attempts) == (1.5, 3)

@@ -22,9 +22,12 @@ def open_bus(settings: Settings, conns: Connections) -> EventBus:
             settings.kafka_bootstrap_servers,
             topic=settings.event_stream,
             dead_topic=f"{settings.event_stream}.dead",
+            max_attempts=settings.bus_max_attempts,
         )
     return RedisStreamsBus(
         conns.require_redis(),
         stream=f"events:{settings.event_stream}",
         dead_stream=f"events:{settings.event_stream}.dead",
+        max_attempts=settings.bus_max_attempts,
+        claim_idle_s=settings.bus_claim_idle_s,
     )
