@@ -292,7 +292,9 @@ def relay() -> None:
 
 @app.command()
 def worker(
-    consumer: Annotated[str, typer.Option(help="dispatch, payments, eta, analytics, notifications or ratings")],
+    consumer: Annotated[
+        str, typer.Option(help="dispatch, payments, eta, analytics, notifications or ratings")
+    ],
 ) -> None:
     """Run one consumer of the event stream until SIGTERM (any number may run side by side)."""
     from ontheway.events.consumers import CONSUMERS, consumer_names
