@@ -12,6 +12,7 @@ from fastapi import FastAPI
 import ontheway
 from ontheway.api.deps import AppState
 from ontheway.api.errors import install_error_handlers
+from ontheway.api.routes import analytics as analytics_routes
 from ontheway.api.routes import dashboard as dashboard_routes
 from ontheway.api.routes import flags as flag_routes
 from ontheway.api.routes import fleet as fleet_routes
@@ -85,6 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(tracking_routes.router)
     app.include_router(roads.router)
     app.include_router(flag_routes.router)
+    app.include_router(analytics_routes.router)
     app.include_router(notification_routes.router)
     app.include_router(rating_routes.router)
     app.include_router(dashboard_routes.router)

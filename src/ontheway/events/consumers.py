@@ -164,9 +164,22 @@ async def count_cancellation(conn: Any, event: Event) -> None:
     )
 
 
+async def count_preparation(conn: Any, event: Event) -> None:
+    """Preparation time (placement to food ready) per restaurant, per day."""
+    order = await _order(conn, event.order_id)
+    seconds = (event.ts - order["created_at"]).total_seconds()
+    await conn.execute(
+        "INSERT INTO daily_stats AS s (day, subject_kind, subject_id, prepared, prep_s_sum)"
+        " VALUES (%s, 'restaurant', %s, 1, %s) ON CONFLICT (day, subject_kind, subject_id)"
+        " DO UPDATE SET prepared = s.prepared + 1, prep_s_sum = s.prep_s_sum + excluded.prep_s_sum",
+        (event.ts.date(), order["restaurant_id"], seconds),
+    )
+
+
 ANALYTICS = Consumer("analytics", {
     EventType.ORDER_DELIVERED.value: count_delivery,
     EventType.ORDER_CANCELLED.value: count_cancellation,
+    EventType.ORDER_READY.value: count_preparation,
 })  # fmt: skip
 
 # -- notifications and ratings (ontheway.notifications) ------------------------------------
