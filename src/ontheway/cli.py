@@ -15,6 +15,7 @@ from rich.table import Table
 from ontheway.auth import Role, issue_token
 from ontheway.connections import Connections
 from ontheway.errors import OnTheWayError
+from ontheway.mdrp.cli import mdrp_app
 from ontheway.regions import load_catalog
 from ontheway.settings import Settings, load_settings
 from ontheway.stack import LocalStack
@@ -37,6 +38,7 @@ roads_app = typer.Typer(help="Road maps from OpenStreetMap, in FalkorDB.", no_ar
 app.add_typer(roads_app, name="roads")
 sim_app = typer.Typer(help="Simulation runs and their reports.", no_args_is_help=True)
 app.add_typer(sim_app, name="sim")
+app.add_typer(mdrp_app, name="mdrp")
 console = Console()
 err_console = Console(stderr=True)
 
