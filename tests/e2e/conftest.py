@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import IO
 
 import httpx
 import pytest
@@ -15,6 +19,9 @@ import pytest
 from ontheway.auth import Role, issue_token
 from ontheway.bench.common import free_port
 from ontheway.settings import Settings
+
+# Each running server's log file, by process id.
+_LOGS: dict[int, IO[bytes]] = {}
 
 
 @dataclass
@@ -44,39 +51,56 @@ def start_server(
     expect_status: int = 200,
     args: tuple[str, ...] = (),
 ) -> tuple[str, subprocess.Popen[bytes]]:
-    """Start ``ontheway serve`` and wait until ``/health`` answers ``expect_status``."""
+    """Start ``ontheway serve`` and wait until ``/health`` answers ``expect_status``.
+
+    Its log goes to a file, not a pipe: a pipe nobody reads fills up and blocks the server.
+    It runs in a session of its own, so that stopping it stops its worker processes too."""
     port = free_port()
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop_server)
     proc = subprocess.Popen(
         [sys.executable, "-m", "ontheway", "serve", "--port", str(port), *args],
         env={**os.environ, **(extra_env or {})},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
+        start_new_session=True,
     )
+    _LOGS[proc.pid] = log
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(
-                f"server exited: {proc.stderr.read().decode() if proc.stderr else ''}"
-            )
+            raise RuntimeError(f"server exited: {server_log(proc)}")
         try:
             if httpx.get(f"{base}/health", timeout=5).status_code == expect_status:
                 return base, proc
         except httpx.TransportError:
             pass
         time.sleep(0.1)
-    proc.kill()
+    stop_server(proc)
     raise RuntimeError("server did not come up")
 
 
+def server_log(proc: subprocess.Popen[bytes]) -> str:
+    """What the server wrote to its log so far."""
+    log = _LOGS.get(proc.pid)
+    if log is None:
+        return ""
+    log.seek(0)
+    return log.read().decode(errors="replace")
+
+
 def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL for the whole process group after 10 s; always reaped."""
     proc.terminate()
     try:
         proc.wait(10)
     except subprocess.TimeoutExpired:
-        proc.kill()
-    if proc.stderr:
-        proc.stderr.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    log = _LOGS.pop(proc.pid, None)
+    if log is not None:
+        log.close()
 
 
 @pytest.fixture(scope="session")
