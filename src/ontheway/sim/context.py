@@ -16,6 +16,10 @@ from ontheway.sim.record import RunRecord
 
 log = logging.getLogger(__name__)
 RETRIES = 4
+# Requests in flight at once (the HTTP pool's size): past it callers wait on a semaphore, not in
+# httpcore's pool, whose bookkeeping grows with queued requests times connections (a run of
+# 2,000 drivers refreshing at once spent its event loop there: see the README's scale run).
+IN_FLIGHT = 64
 
 
 @dataclass
@@ -34,6 +38,7 @@ class SimContext:
     ready: dict[str, asyncio.Event] = field(default_factory=dict)
     _tokens: dict[tuple[Role, str], str] = field(default_factory=dict)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    _gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(IN_FLIGHT))
 
     @property
     def ws_url(self) -> str:
@@ -94,8 +99,9 @@ class SimContext:
         last: Exception | None = None
         for attempt in range(RETRIES):
             try:
-                resp = await self.http.request(method, path, json=json, params=params,
-                                               headers=sent)  # fmt: skip
+                async with self._gate:
+                    resp = await self.http.request(method, path, json=json, params=params,
+                                                   headers=sent)  # fmt: skip
             except httpx.TransportError as exc:
                 last = exc
             else:

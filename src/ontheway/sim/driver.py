@@ -54,6 +54,9 @@ class DriverAgent:
         self.routes: dict[str, dict[str, Any]] = {}
         self.handled: set[str] = set()  # orders taken up since the app (re)connected
         self.token = ctx.token(Role.DRIVER, driver_id)
+        # Spread over 0.5-1.5 x REFRESH_S by the driver's index (no draw: the seeded RNGs stay
+        # as they were), so that thousands of idle apps do not refresh in the same second.
+        self.refresh_s = REFRESH_S * (0.5 + (plan.index * 0.618034) % 1.0)
 
     # -- position ------------------------------------------------------------------------
 
@@ -61,21 +64,21 @@ class DriverAgent:
         """Where the driver is at simulated time ``now_s``."""
         return self.trip.position(now_s) if self.trip is not None else self.pos
 
-    def fix(self, now_s: float) -> str | None:
-        """The location message to send now, or None when offline."""
+    def fix(self, now_s: float) -> dict[str, Any] | None:
+        """The location to report now, or None when offline (the app's socket is closed)."""
         if self.ws is None:
             return None
         lat, lng = self.position(now_s)
-        return json.dumps({"driver_id": self.driver_id, "lat": round(lat, 7),
-                           "lng": round(lng, 7), "timestamp": time.time()})  # fmt: skip
+        return {"driver_id": self.driver_id, "lat": round(lat, 7), "lng": round(lng, 7),
+                "timestamp": time.time()}  # fmt: skip
 
     async def send_fix(self, now_s: float) -> bool:
-        """Report the position on the socket; False when offline or the socket failed."""
-        message, ws = self.fix(now_s), self.ws
-        if message is None or ws is None:
+        """Report the position on the app's own socket; False when offline or it failed."""
+        location, ws = self.fix(now_s), self.ws
+        if location is None or ws is None:
             return False
         try:
-            await ws.send(message)
+            await ws.send(json.dumps(location))
         except WebSocketException:
             return False
         return True
@@ -177,7 +180,8 @@ class DriverAgent:
     async def _work(self) -> None:
         while not self.ctx.stop.is_set():
             try:
-                order = await asyncio.wait_for(self.jobs.get(), self.ctx.clock.wall_s(REFRESH_S))
+                wait_s = self.ctx.clock.wall_s(self.refresh_s)
+                order = await asyncio.wait_for(self.jobs.get(), wait_s)
             except TimeoutError:
                 await self._refresh()
                 continue

@@ -73,8 +73,13 @@ def metres(
 def _near(
     rng: random.Random, lat: NDArray[np.float64], lng: NDArray[np.float64],
     at: tuple[float, float], radius_m: float,
+    cache: dict[tuple[float, float], NDArray[np.intp]] | None = None,
 ) -> int:  # fmt: skip
-    inside = np.flatnonzero(metres(lat, lng, at) <= radius_m)
+    inside = cache.get(at) if cache is not None else None
+    if inside is None:  # the nodes within reach of a point are computed once per point
+        inside = np.flatnonzero(metres(lat, lng, at) <= radius_m)
+        if cache is not None:
+            cache[at] = inside
     return int(inside[rng.randrange(len(inside))]) if len(inside) else rng.randrange(len(lat))
 
 
@@ -116,11 +121,12 @@ def plan_drivers(
 ) -> list[DriverPlan]:  # fmt: skip
     """``count`` drivers, each starting on a node near a restaurant, with its behaviour."""
     out = []
+    cache: dict[tuple[float, float], NDArray[np.intp]] = {}  # drivers share restaurants
     for i in range(count):
         rng = random.Random(f"driver:{seed}:{region}:{i}")
         near = restaurants[rng.randrange(len(restaurants))] if restaurants else None
         at = (near.lat, near.lng) if near else (float(lat[0]), float(lng[0]))
-        node = _near(rng, lat, lng, at, DRIVER_SPREAD_M)
+        node = _near(rng, lat, lng, at, DRIVER_SPREAD_M, cache)
         vehicle = rng.choices([v for v, _ in VEHICLES], [w for _, w in VEHICLES])[0]
         accept = min(1.0, max(0.0, rng.gauss(behaviour.accept, 0.08)))
         out.append(DriverPlan(i, vehicle, float(lat[node]), float(lng[node]),

@@ -39,7 +39,8 @@ class RunRecord:
     # Added by the simulator (H5):
     offers_late: int = 0  # answers that arrived after the offer expired or was taken
     deliveries: int = 0  # orders the simulated drivers handed over (``/delivered`` 200)
-    fixes_sent: int = 0  # location messages sent over ``/ws/driver``
+    fixes_sent: int = 0  # fixes sent over ``/ws/driver`` (batched by the run's gateway)
+    fixes_rejected: int = 0  # fixes the API answered with an error (gateway.py)
     fix_interval_s: float = 0.0  # wall seconds between a driver's fixes (4 sim-s if possible)
     fix_ticks: int = 0  # rounds of fixes sent (one fix per online driver each)
     fix_tick_max_s: float = 0.0  # the longest round (beyond ``fix_interval_s``: fixes lag)

@@ -4,7 +4,8 @@ and leave the run's record for the report.
 Agents: one task and one WebSocket per driver (its app), one task per region for its
 customers and one for its traffic, one short task per placed order for its kitchen. Position
 reports do not run per driver: one tick loop sends every online driver's fix each
-``fix_interval_s``, so that thousands of drivers cost one timer rather than thousands.
+``fix_interval_s``, batched over a few ops sockets (gateway.py), so that thousands of drivers
+cost one timer and a few messages rather than thousands.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from ontheway.settings import Settings
 from ontheway.sim.backend import backend, scaled_env, start_stream, wait_consumers
 from ontheway.sim.city import close_unserved, customers, set_traffic, traffic
 from ontheway.sim.clock import SimClock, parse_start
-from ontheway.sim.context import SimContext
+from ontheway.sim.context import IN_FLIGHT, SimContext
 from ontheway.sim.driver import DriverAgent
+from ontheway.sim.gateway import Gateway
 from ontheway.sim.plan import Behaviour
 from ontheway.sim.record import RunRecord
 from ontheway.sim.world import (
@@ -145,7 +147,7 @@ async def _run(
         interval = max(interval, EXTERNAL_MIN_FIX_S)
     record.fix_interval_s = round(interval, 4)
     clock = SimClock(opts.speed, record.sim_start)
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    limits = httpx.Limits(max_connections=IN_FLIGHT, max_keepalive_connections=IN_FLIGHT)
     async with httpx.AsyncClient(base_url=record.api_url, timeout=30, limits=limits) as http:
         ctx = SimContext(record.api_url, settings.jwt_key(), clock, record, http,
                          token_ttl_s=int(wall_s) + 3600, seed=opts.seed,
@@ -164,7 +166,8 @@ async def _run(
         ]
         # Not one of ctx's tasks: fixes go on until the drivers are retired, or a monitor
         # would see every heartbeat expire at the end and reassign what the drivers hold.
-        positions = asyncio.create_task(_positions(ctx, agents))
+        gateway = Gateway(ctx, opts.regions)
+        positions = asyncio.create_task(_positions(ctx, agents, gateway))
         try:
             with console.status(f"{len(agents)} drivers' apps connecting"):
                 await _connect_all(agents)
@@ -182,6 +185,7 @@ async def _run(
             await ctx.cancel_all()
             positions.cancel()
             await asyncio.gather(positions, return_exceptions=True)
+            await gateway.close()
             await retire_drivers(conns, worlds)
             await asyncio.gather(*(a.close() for a in agents))
             # A monitor may still be recording a driver that vanished just before the end.
@@ -202,15 +206,15 @@ async def _connect_all(agents: list[DriverAgent], at_once: int = 50) -> None:
     await asyncio.gather(*(one(a) for a in agents))
 
 
-async def _positions(ctx: SimContext, agents: list[DriverAgent]) -> None:
+async def _positions(ctx: SimContext, agents: list[DriverAgent], gateway: Gateway) -> None:
     """The shared tick: every online driver's fix, each ``fix_interval_s``."""
     while True:
         started = time.monotonic()
         now = ctx.clock.elapsed_sim_s()
-        sent = await asyncio.gather(*(a.send_fix(now) for a in agents))
+        sent = await gateway.send([f for a in agents if (f := a.fix(now)) is not None])
         took = time.monotonic() - started
         record = ctx.record
-        record.fixes_sent += sum(sent)
+        record.fixes_sent += sent
         record.fix_ticks += 1
         record.fix_tick_max_s = round(max(record.fix_tick_max_s, took), 4)
         await asyncio.sleep(max(0.0, ctx.fix_interval_s - took))
