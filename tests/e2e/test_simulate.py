@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -178,3 +179,26 @@ def test_a_region_without_a_map_names_the_import_command(settings: Settings) -> 
     result = run_cli("simulate", "--region", region, "--drivers", "5", "--orders-per-hour", "10")
     assert result.returncode == 2
     assert f"ontheway roads import --region {region}" in result.stderr
+
+
+def test_two_regions_run_side_by_side_and_their_data_never_mixes(
+    monaco_map: None, settings: Settings, tmp_path: Any
+) -> None:
+    if asyncio.run(regions_without_map(settings, ["sf"])):
+        imported = run_cli("roads", "import", "--region", "sf", str(MAP_FILES["sf"]))
+        assert imported.returncode == 0, imported.stderr
+    result = run_cli(
+        "simulate", "--region", "sf,monaco", "--drivers", "6", "--orders-per-hour", "40",
+        "--duration", "15m", "--speed", "100", "--start", "12:00", "--seed", "3",
+        "--out", str(tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    record = RunRecord.load(tmp_path / "run.json")
+    assert Counter(record.drivers.values()) == {"sf": 6, "monaco": 6}
+    assert set(record.restaurants.values()) == {"sf", "monaco"}
+    regions = Counter(order_id.split("_")[1] for order_id in record.orders)
+    assert regions["sf"] > 0 and regions["monaco"] > 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["mixing"]["checked"] == len(record.orders) and report["mixing"]["problems"] == []
+    assert set(report["per_region"]) == {"sf", "monaco"}
+    assert report["audit"]["passed"] == report["audit"]["checked"] == len(record.orders)
