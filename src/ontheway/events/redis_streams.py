@@ -1,5 +1,6 @@
-"""The event stream on Redis Streams: one stream, consumer groups, ``XAUTOCLAIM`` to take
-over what a crashed consumer held, a dead-letter stream, and approximate trimming."""
+"""The event stream on Redis Streams: one stream, consumer groups, pending entries taken over
+(``XPENDING`` + ``XCLAIM``) from a consumer that failed or crashed, with a backoff that doubles
+at each delivery, a dead-letter stream, and approximate trimming."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ import redis.exceptions
 from ontheway.connections import dependency_errors
 from ontheway.events.bus import DEAD_LETTER, TOPIC, Delivery
 from ontheway.events.model import Event
+
+# A pending entry comes back after claim_idle_s, then 2x, 4x... that (up to 64x).
+MAX_BACKOFF_DOUBLINGS = 6
 
 
 @dataclass
@@ -76,17 +80,11 @@ class RedisSubscription:
         self._failures_key = f"events:failures:{self.group}"
 
     async def fetch(self, max_events: int, timeout_s: float) -> list[Delivery]:
-        """First what other (crashed) consumers held too long, then new events."""
+        """First the pending entries whose backoff is over (failed, or held by a crashed
+        consumer), then new events."""
         client, stream = self.bus.client, self.bus.stream
         with dependency_errors("Redis (event stream)"):
-            claimed: Any = await client.xautoclaim(
-                stream, self.group, self.consumer,
-                min_idle_time=int(self.bus.claim_idle_s * 1000), start_id="0-0",
-                count=max_events,
-            )  # fmt: skip
-            entries: list[tuple[bytes, dict[bytes, bytes]]] = [
-                e for e in claimed[1] if e is not None and e[1] is not None
-            ]
+            entries = await self._due(max_events)
             if not entries:
                 read: Any = await client.xreadgroup(
                     self.group, self.consumer, {stream: ">"}, count=max_events,
@@ -102,6 +100,27 @@ class RedisSubscription:
             for (entry_id, fields), failed in zip(entries, failures, strict=True)
         ]
 
+    async def _due(self, count: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        """Claim pending entries idle for ``claim_idle_s`` times 2^(deliveries - 1): retries
+        back off. ``XCLAIM``'s own idle check makes a race with another consumer harmless."""
+        client, stream = self.bus.client, self.bus.stream
+        base_ms = int(self.bus.claim_idle_s * 1000)
+        pending: Any = await client.xpending_range(
+            stream, self.group, min="-", max="+", count=count * 4, idle=base_ms
+        )
+        due = [
+            p["message_id"]
+            for p in pending
+            if p["time_since_delivered"]
+            >= base_ms * 2 ** min(p["times_delivered"] - 1, MAX_BACKOFF_DOUBLINGS)
+        ][:count]
+        if not due:
+            return []
+        claimed: Any = await client.xclaim(
+            stream, self.group, self.consumer, min_idle_time=base_ms, message_ids=due
+        )
+        return [e for e in claimed if e is not None and e[1] is not None]
+
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
         """XACK the entries (and forget their failures)."""
         if not deliveries:
@@ -114,8 +133,9 @@ class RedisSubscription:
                 await pipe.execute()
 
     async def fail(self, delivery: Delivery, error: str) -> None:
-        """Count the failure; the entry stays pending and comes back after ``claim_idle_s``,
-        or goes to the dead-letter stream once ``max_attempts`` is reached."""
+        """Count the failure; the entry stays pending and comes back after its backoff
+        (``claim_idle_s``, doubling), or goes to the dead-letter stream once ``max_attempts``
+        is reached."""
         client = self.bus.client
         with dependency_errors("Redis (event stream)"):
             failed = await client.hincrby(self._failures_key, delivery.token, 1)
