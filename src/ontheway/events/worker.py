@@ -1,7 +1,10 @@
 """Running a consumer: fetch, handle each event once, retry with backoff, record failures.
 
 An event's effect and the row that marks it handled are written in one transaction on the
-event's shard, so a redelivered event (at-least-once) has one effect. A failing handler is
+event's shard, the mark last, so a redelivered event (at-least-once) has one effect: a
+duplicate finds the mark taken and rolls its effect back. A handler's effects outside that
+transaction (the dispatcher's) must be idempotent by themselves. Events the consumer has no
+handler for are acknowledged without touching PostgreSQL. A failing handler is
 recorded in ``consumer_failures`` and the event handed back to the stream, which delivers
 it again and dead-letters it after the last attempt; the failure is also logged. Later
 events of the same order wait until the failed one is handled, to keep each order's order.
@@ -16,6 +19,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass, field
+from typing import Any
 
 from ontheway.connections import Connections
 from ontheway.errors import DependencyUnavailable
@@ -36,27 +40,62 @@ class WorkerStats:
     errors: list[str] = field(default_factory=list)
 
 
+_MARK = (
+    "INSERT INTO processed_events (consumer, event_id) VALUES (%s, %s)"
+    " ON CONFLICT DO NOTHING RETURNING event_id"
+)
+_MARKED = "SELECT 1 FROM processed_events WHERE consumer = %s AND event_id = %s"
+
+
+class _Duplicate(Exception):
+    """Rolls back a transaction whose event turned out to be handled already."""
+
+
 async def handle_once(conns: Connections, consumer: Consumer, delivery: Delivery) -> bool:
     """Apply the consumer's handler unless this event was handled before; returns False
-    for a duplicate."""
+    for a duplicate. An event the consumer has no handler for is not looked up at all."""
     event = delivery.event
     handler = consumer.handlers.get(event.event_type)
+    if handler is None:
+        return True
     after_commit = None
-    async with conns.shard_connection(event.shard) as conn, conn.transaction():
-        cur = await conn.execute(
-            "INSERT INTO processed_events (consumer, event_id) VALUES (%s, %s)"
-            " ON CONFLICT DO NOTHING RETURNING event_id",
-            (consumer.name, event.event_id),
-        )
-        if await cur.fetchone() is None:
+    async with conns.shard_connection(event.shard) as conn:
+        try:
+            async with conn.transaction():
+                # The handler first, the mark last: the transaction takes a transaction id
+                # only when it writes, so a long handler that writes nothing here (the
+                # dispatcher) does not hold back the relay's snapshot meanwhile. A duplicate
+                # running at the same time waits on the mark's unique key until the first
+                # commits, then finds it and rolls its own effect back.
+                after_commit = await handler(conn, event)
+                cur = await conn.execute(_MARK, (consumer.name, event.event_id))
+                if await cur.fetchone() is None:
+                    raise _Duplicate
+        except _Duplicate:
             return False
-        if handler is not None:
-            after_commit = await handler(conn, event)
+        except DependencyUnavailable:
+            raise
+        except Exception:
+            # A duplicate's handler may trip over the first delivery's effect (a unique key):
+            # then it is a duplicate, not a failure.
+            if await _marked(conn, consumer, event.event_id):
+                return False
+            raise
     if after_commit is not None:
         # What must not happen unless the effect is committed (e.g. a live push of what was
         # stored); its failure is a handler failure, but a redelivery is then a duplicate.
         await after_commit(conns)
     return True
+
+
+async def _marked(conn: Any, consumer: Consumer, event_id: str) -> bool:
+    try:
+        cur = await conn.execute(_MARKED, (consumer.name, event_id))
+        found = await cur.fetchone() is not None
+        await conn.rollback()
+    except Exception:
+        return False  # the original error is the one to report
+    return found
 
 
 async def record_failure(
