@@ -120,6 +120,17 @@ async def put(fleet: FleetStore, driver_id: str, at: tuple[float, float]) -> Non
     await fleet.apply_fixes("sf", [Fix(driver_id, "sf", at[0], at[1], time.time())])
 
 
+async def perfect_cars(
+    fleet: FleetStore, town: dict[str, Any], *spots: tuple[float, float]
+) -> list[str]:
+    """Cars with a perfect record, one at each spot."""
+    drivers = take_drivers(town, len(spots))
+    for driver, at in zip(drivers, spots, strict=True):
+        await fleet.register_driver(driver, "sf", VehicleType.CAR, rating=5.0, acceptance_rate=1.0)
+        await put(fleet, driver, at)
+    return drivers
+
+
 def make_dispatcher(
     orders: OrderService,
     queries: OrderQueries,
@@ -176,12 +187,8 @@ async def test_an_order_is_assigned_to_the_best_scored_driver_nearby(
     town: dict[str, Any],
     uid: str,
 ) -> None:
-    near, far = take_drivers(town, 2)
     # Perfect record and no trip to make: the highest score there is, whoever else is about.
-    for driver in (near, far):
-        await fleet.register_driver(driver, "sf", VehicleType.CAR, rating=5.0, acceptance_rate=1.0)
-    await put(fleet, near, node_at(town, 0))
-    await put(fleet, far, node_at(town, 1200))
+    near, _far = await perfect_cars(fleet, town, node_at(town, 0), node_at(town, 1200))
     oid = await place(orders, town, uid)
     outcome = await dispatcher.dispatch(oid)
     assert outcome.assigned and outcome.driver_id == near
@@ -443,3 +450,35 @@ async def test_a_worker_retries_an_order_without_driver_and_flags_it_for_operati
         assert (await cur.fetchone())["attempts"] >= 2
     assert (await queries.get(oid))["status"] == "searching_driver"
     await fleet.redis.zrem(flagged_key("sf"), oid)
+
+
+def off_map_spot(town: dict[str, Any]) -> tuple[float, float]:
+    """A point within 2 miles of the restaurant but farther than snapping reaches from roads."""
+    network: RoadNetwork = town["network"]
+    r = town["restaurant"]
+    for distance_m in range(800, 3000, 100):
+        for bearing in range(0, 360, 15):
+            lat = r["lat"] + distance_m * math.cos(math.radians(bearing)) / 111_320
+            lng = r["lng"] + distance_m * math.sin(math.radians(bearing)) / (
+                111_320 * math.cos(math.radians(r["lat"]))
+            )
+            if network.snap(lat, lng) is None:
+                return lat, lng
+    raise AssertionError("the map covers everything within 2 miles")
+
+
+async def test_a_driver_off_the_road_map_is_left_out_not_fatal(
+    dispatcher: Dispatcher,
+    fleet: FleetStore,
+    orders: OrderService,
+    queries: OrderQueries,
+    town: dict[str, Any],
+    uid: str,
+) -> None:
+    on_map, off_map = await perfect_cars(fleet, town, node_at(town, 0), off_map_spot(town))
+    oid = await place(orders, town, uid)
+    # Without a straight-line fallback an off-map origin used to fail the whole matrix.
+    assert dispatcher.settings.dispatch_straight_line_kph is None
+    outcome = await dispatcher.dispatch(oid)
+    assert outcome.assigned and outcome.driver_id == on_map
+    assert oid not in await fleet.active_orders("sf", off_map)

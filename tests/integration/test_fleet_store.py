@@ -1,4 +1,6 @@
 import asyncio
+import math
+import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -242,3 +244,75 @@ async def test_an_expired_driver_holding_orders_stays_pending_until_acknowledged
     await store.ack_unavailable(pending[0])
     assert await store.sweep_expired([region]) == []
     await cleanup_homes(conns, [driver, idle])
+
+
+EARTH_RADIUS_M = 6372797.560856  # Redis's own, for its GEO distances
+
+
+def redis_distance_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    u = math.sin((p2 - p1) / 2)
+    v = math.sin(math.radians(lng2 - lng1) / 2)
+    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(u * u + math.cos(p1) * math.cos(p2) * v * v))
+
+
+async def test_the_ring_search_equals_a_brute_force_over_thousands_of_drivers(
+    conns: Connections, region: str, uid: str
+) -> None:
+    store = make_store(conns)
+    rng = random.Random(uid)
+    vehicles = list(VehicleType)
+    drivers = [(f"bf{i}_{uid}", region, vehicles[i % 3]) for i in range(3000)]
+    await store.register_many(drivers)
+    now = time.time()
+    # Dense in the middle (hundreds in the first rings), sparse farther out.
+    fixes = [
+        Fix(d, region, *offset_by(rng.gauss(0, 800), rng.gauss(0, 800)), now) for d, _, _ in drivers
+    ]
+    for start in range(0, len(fixes), 500):
+        await store.apply_fixes(region, fixes[start : start + 500])
+    unavailable: set[str] = set()
+    for d, _, vehicle in rng.sample(drivers, 900):
+        if rng.random() < 0.5:
+            await store.set_status(region, d, DriverStatus.OFFLINE)
+            unavailable.add(d)
+        else:
+            for n in range(CAPS[vehicle.value]):  # full: busy
+                await store.add_order(region, d, f"o{n}_{d}")
+            unavailable.add(d)
+    for d, _, _ in rng.sample(drivers, 200):  # one order short of full, or a bicycle full
+        if d not in unavailable and await store.add_order(region, d, f"x_{d}") >= CAPS.get(
+            store_vehicle(drivers, d), 1
+        ):
+            unavailable.add(d)
+    ids = [d for d, _, _ in drivers]
+    stored = await conns.require_redis().geopos(keys.locations(region), *ids)
+    where = {d: (float(p[1]), float(p[0])) for d, p in zip(ids, stored, strict=True)}
+    kind = {d: v for d, _, v in drivers}
+    for _ in range(12):
+        lat, lng = offset_by(rng.gauss(0, 600), rng.gauss(0, 600))
+        radius = rng.choice([150.0, 600.0, 1500.0, 3218.688])
+        limit = rng.choice([1, 10, 25])
+        types = rng.choice([None, [VehicleType.CAR], [VehicleType.BICYCLE, VehicleType.SCOOTER]])
+        dist = {d: redis_distance_m(lat, lng, *where[d]) for d in ids}
+        assert all(abs(x - radius) > 0.01 for x in dist.values())  # no boundary ambiguity
+        expected = sorted(
+            (d for d in ids if d not in unavailable and dist[d] <= radius
+             and (types is None or kind[d] in types)),
+            key=dist.__getitem__,
+        )[:limit]  # fmt: skip
+        found = await store.find_available(region, lat, lng, radius, limit, types)
+        assert [c.driver_id for c in found] == expected
+        assert all(abs(c.distance_m - dist[c.driver_id]) < 0.01 for c in found)
+    await cleanup_homes(conns, ids)
+
+
+def offset_by(north_m: float, east_m: float) -> tuple[float, float]:
+    return (
+        CENTER[0] + north_m / 111_195.0,
+        CENTER[1] + east_m / (111_195.0 * math.cos(math.radians(CENTER[0]))),
+    )
+
+
+def store_vehicle(drivers: list[tuple[str, str, VehicleType]], driver_id: str) -> str:
+    return next(v.value for d, _, v in drivers if d == driver_id)

@@ -79,8 +79,9 @@ def test_idle_buckets_are_forgotten() -> None:
 
 
 def test_search_rings_double_from_a_small_circle_up_to_the_radius() -> None:
-    assert plan_rings(3218.688) == [400.0, 800.0, 1600.0, 3200.0, 3218.688]
-    assert plan_rings(300.0) == [300.0]
+    assert plan_rings(3218.688) == [50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3218.688]
+    assert plan_rings(70.0) == [70.0]
+    assert plan_rings(80.0) == [50.0, 80.0]
     assert first_count(10) == 40
     with pytest.raises(ValueError):
         plan_rings(0.0)

@@ -193,8 +193,9 @@ class FleetBench:
                         await self._ingest(store, base, port, "gateway: 50 fixes per message", 50),
                     ]
                     naive = await self._naive_geosearch(redis)
+                    quiet = await self._query_while(store, time.perf_counter() + 3, pause_s=0)
                     limits = self._redis_benchmark()
-                    self._report(seed_per_s, figures, naive, limits)
+                    self._report(seed_per_s, figures, naive, quiet, limits)
             finally:
                 await self._cleanup(redis)
                 await redis.aclose()
@@ -284,8 +285,11 @@ class FleetBench:
                 return stats
             last = stats
 
-    async def _query_while(self, store: FleetStore, until: float) -> list[float]:
-        """Ask for the 10 nearest available drivers within 2 miles, about 100 times a second."""
+    async def _query_while(
+        self, store: FleetStore, until: float, pause_s: float = 0.01
+    ) -> list[float]:
+        """Ask for the 10 nearest available drivers within 2 miles, about 100 times a second
+        (one after another with ``pause_s`` 0)."""
         rng = random.Random(2)
         latencies: list[float] = []
         while time.perf_counter() < until:
@@ -296,7 +300,7 @@ class FleetBench:
             latencies.append((time.perf_counter() - start) * 1000)
             if len(found) != 10:
                 raise RuntimeError(f"only {len(found)} drivers found near ({lat}, {lng})")
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(pause_s)
         return latencies
 
     async def _naive_geosearch(self, redis: Any) -> tuple[float, float, float]:
@@ -392,13 +396,16 @@ class FleetBench:
         seed_per_s: float,
         figures: list[IngestFigure],
         naive: tuple[float, float, float],
+        quiet: list[float],
         limits: dict[str, float] | str,
     ) -> None:
         out = self.console
         out.print(
             f"[bold]bench fleet[/]: {self.drivers:,} drivers in one region, "
             f"{os.cpu_count()} cores shared by the API, Redis, the generator and the queries; "
-            f"location history to PostgreSQL {'on' if self.history else 'off'}"
+            f"location history to PostgreSQL {'on' if self.history else 'off'}; "
+            f"{self.settings.fleet_batch_size} fixes per ingest call at most; "
+            f"load average {os.getloadavg()[0]:.2f}"
         )
         if isinstance(limits, str):
             out.print(f"  server limit: {limits}")
@@ -408,6 +415,10 @@ class FleetBench:
         out.print(
             f"  plain GEOSEARCH 2 mi ASC COUNT 10, quiet server: p50 {naive[0]:.2f} ms, "
             f"p99 {naive[1]:.2f} ms ({naive[2]:,.0f} drivers in a 2-mile circle)"
+        )
+        out.print(
+            f"  10 nearest available within 2 mi (rings from 50 m), quiet server: "
+            f"p50 {percentile(quiet, 50):.2f} ms, p99 {percentile(quiet, 99):.2f} ms"
         )
         out.print(
             f"  first positions straight to Redis (Lua, 1,000 per call, 4 in flight, no API): "

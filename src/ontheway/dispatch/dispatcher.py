@@ -51,7 +51,7 @@ from ontheway.orders.ids import region_of
 from ontheway.orders.lifecycle import EventType, Status
 from ontheway.orders.queries import OrderQueries
 from ontheway.orders.service import OrderService
-from ontheway.orders.store import ShardAccess
+from ontheway.orders.store import ShardAccess, fetch_order
 from ontheway.regions import LatLng, load_catalog
 from ontheway.roads.errors import NoRoadMap, OutsideRoadMap
 from ontheway.roads.routing import RoadService
@@ -116,10 +116,12 @@ class Dispatcher:
             assignments, queries, roads, timeout_s=settings.dispatch_offer_timeout_s
         )
 
-    async def dispatch(self, order_id: str) -> Outcome:
+    async def dispatch(self, order_id: str, order: dict[str, Any] | None = None) -> Outcome:
         """Offer the order to the best available driver (or assign it, with auto-accept),
-        unless it has a driver or an offer pending already."""
-        order = await self.queries.get(order_id)
+        unless it has a driver or an offer pending already (``order``: its row, when the
+        caller has just read it)."""
+        if order is None:
+            order = await self.queries.get(order_id)
         if order["status"] not in SEARCHING:
             return Outcome(order_id, order["driver_id"], False)
         region = region_of(order_id, "ord")
@@ -177,12 +179,10 @@ class Dispatcher:
         with no route are left out."""
         origins = [LatLng(lat=c.lat, lng=c.lng) for c in found]
         try:
-            try:
-                times = [row[0] for row in await self.roads.matrix(origins, [restaurant])]
-            except OutsideRoadMap as exc:
-                if exc.field != "origins":
-                    raise
-                times = [await self._one_time(o, restaurant) for o in origins]
+            # One snapping pass and one graph query for every candidate; a driver off the
+            # map gets no time (left out) instead of failing the whole matrix.
+            matrix = await self.roads.matrix(origins, [restaurant], skip_off_map=True)
+            times = [row[0] for row in matrix]
         except (NoRoadMap, OutsideRoadMap) as exc:
             speed_kph = self.settings.dispatch_straight_line_kph
             if speed_kph is None:
@@ -196,14 +196,6 @@ class Dispatcher:
             for c, t in zip(found, times, strict=True)
             if t is not None
         ]
-
-    async def _one_time(self, origin: LatLng, restaurant: LatLng) -> float | None:
-        try:
-            return (await self.roads.matrix([origin], [restaurant]))[0][0]
-        except OutsideRoadMap as exc:
-            if exc.field != "origins":
-                raise
-            return None
 
     async def _flag_if_late(self, region: str, order: dict[str, Any]) -> None:
         waited_s = (datetime.now(UTC) - order["created_at"]).total_seconds()
@@ -222,10 +214,15 @@ class Dispatcher:
             log.warning("order %s found no driver in %.0f s", order["order_id"], waited_s)
 
     async def handle(self, conn: Any, event: Event) -> None:
-        """The consumer's handler (``conn`` is the worker's transaction, unused: the
-        assignment commits on its own and is idempotent)."""
+        """The consumer's handler. ``conn`` is the worker's transaction: the order is read
+        on it (a read takes no transaction id), but the assignment commits on its own and is
+        idempotent."""
+        # The worker's mark needs no disk flush of its own: what the dispatch did is
+        # committed durably by its own transactions, and a mark lost in a crash only means a
+        # redelivery that finds the order done. One flush less per order, off the hot path.
+        await conn.execute("SET LOCAL synchronous_commit TO off")
         try:
-            await self.dispatch(event.order_id)
+            await self.dispatch(event.order_id, await fetch_order(conn, event.order_id))
         except NotFound as exc:
             if exc.code != "unknown_order":
                 raise

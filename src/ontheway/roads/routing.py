@@ -21,10 +21,11 @@ from itertools import pairwise
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ontheway.connections import GraphStore
 from ontheway.errors import DependencyUnavailable
-from ontheway.regions import Catalog, LatLng
+from ontheway.regions import Catalog, LatLng, Region
 from ontheway.roads.errors import NoRoadMap, OutsideRoadMap, SamePoint, Unreachable
 from ontheway.roads.geo import haversine_m
 from ontheway.roads.network import RoadNetwork, Snap
@@ -200,29 +201,50 @@ class RoadService:
         raise DependencyUnavailable(f"the road graph of {region!r} keeps changing; try again")
 
     async def matrix(
-        self, origins: list[LatLng], destinations: list[LatLng]
+        self,
+        origins: list[LatLng],
+        destinations: list[LatLng],
+        *,
+        skip_off_map: bool = False,
     ) -> list[list[float | None]]:
         """Travel times in seconds from each origin (rows) to each destination (columns);
-        None where no route joins them. All points must lie in one region."""
+        None where no route joins them. All points must lie in one region; with
+        ``skip_off_map`` an origin off the map (or outside the destinations' region) gets a
+        row of None instead of ``OutsideRoadMap``."""
         if not origins or not destinations:
             return [[] for _ in origins]
-        region = self._catalog.region_for(origins[0].lat, origins[0].lng).region
-        for label, points in (("origins", origins), ("destinations", destinations)):
-            for point in points:
-                if self._catalog.region_for(point.lat, point.lng).region != region:
-                    raise OutsideRoadMap(f"all {label} must lie in {region!r}", field=label)
-        network = await self.network(region)
-        rows = [self._snap(network, p, "origins") for p in origins]
-        cols = [self._snap(network, p, "destinations") for p in destinations]
-        pairs = sorted({(a.node, b.node) for a in rows for b in cols if a.node != b.node})
+        first = destinations[0] if skip_off_map else origins[0]
+        region = self._catalog.region_for(first.lat, first.lng)
+        o_lat, o_lng = _arrays(origins)
+        d_lat, d_lng = _arrays(destinations)
+        # Region boxes do not overlap (the catalog refuses it): inside the box is the region.
+        for label, lat, lng in (("destinations", d_lat, d_lng), ("origins", o_lat, o_lng)):
+            if not (skip_off_map and label == "origins") and not _inside(region, lat, lng).all():
+                raise OutsideRoadMap(f"all {label} must lie in {region.region!r}", field=label)
+        network = await self.network(region.region)
+        cols = network.snap_many(d_lat, d_lng)
+        rows = np.where(_inside(region, o_lat, o_lng), network.snap_many(o_lat, o_lng), -1)
+        for label, nodes, points in (
+            ("destinations", cols, destinations),
+            ("origins", rows, origins),
+        ):
+            if (nodes < 0).any() and not (skip_off_map and label == "origins"):
+                point = points[int(np.argmax(nodes < 0))]
+                raise OutsideRoadMap(
+                    f"{label} ({point.lat}, {point.lng}) is not near any road of the map",
+                    field=label,
+                )
+        row_nodes, col_nodes = rows.tolist(), cols.tolist()
+        pairs = sorted({(a, b) for a in set(row_nodes) if a >= 0 for b in set(col_nodes) if a != b})
         found: dict[tuple[int, int], float] = {}
         if pairs:
-            graph = (await self._db()).select_graph(graph_name(region))
+            graph = (await self._db()).select_graph(graph_name(region.region))
             with graph_errors():
                 reply = await graph.ro_query(_MATRIX_QUERY, {"pairs": [list(p) for p in pairs]})
             found = {(int(a), int(b)): float(w) for a, b, w in reply.result_set}
         return [
-            [0.0 if a.node == b.node else found.get((a.node, b.node)) for b in cols] for a in rows
+            [None if a < 0 else 0.0 if a == b else found.get((a, b)) for b in col_nodes]
+            for a in row_nodes
         ]
 
     async def many_to_many(
@@ -294,6 +316,22 @@ class RoadService:
             raise _Reimported
         leg = Leg(a, b, float(weight), [int(r) for r in road_ids], [float(t) for t in road_times])
         return _describe(network, leg, final)
+
+
+def _arrays(points: list[LatLng]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    lat = np.fromiter((p.lat for p in points), dtype=np.float64, count=len(points))
+    lng = np.fromiter((p.lng for p in points), dtype=np.float64, count=len(points))
+    return lat, lng
+
+
+def _inside(
+    region: Region, lat: NDArray[np.float64], lng: NDArray[np.float64]
+) -> NDArray[np.bool_]:
+    box = region.bbox
+    inside: NDArray[np.bool_] = (
+        (lat >= box.min_lat) & (lat <= box.max_lat) & (lng >= box.min_lng) & (lng <= box.max_lng)
+    )
+    return inside
 
 
 def _xy(point: LatLng) -> tuple[float, float]:
