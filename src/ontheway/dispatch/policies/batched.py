@@ -12,7 +12,8 @@ waits for nothing). Its drop-offs follow the sequence with the smallest sum of d
 
 One minimum-cost assignment (scipy's ``linear_sum_assignment``) then matches bundles with
 drivers. A pair costs the sum of its orders' click-to-door minutes if that driver took the
-bundle (leaving when it is free), minus a large reward per order, so that as many orders as
+bundle (leaving when it is free), minus a large reward per order (``cover_reward``, far above
+any click-to-door time), so that as many orders as
 possible are covered when drivers are short, minus the minutes its orders have already waited
 (``wait_weight``), so that the oldest are covered first, plus ``pay_weight`` minutes per order
 beyond what the driver's guaranteed pay already covers, which breaks ties (several drivers in
@@ -89,6 +90,7 @@ class BatchedPolicy:
     soon_min: int = 10
     wait_weight: float = 1.0
     pay_weight: float = 0.5
+    cover_reward: float = COVER_REWARD_MIN
 
     def bundles(
         self,
@@ -168,7 +170,7 @@ class BatchedPolicy:
         placed = np.array([sum(o.placed_min for o in b.orders) for b in cut], dtype=np.float64)
         click_to_door = size[:, None] * pickup + (offsets - placed)[:, None]
         waited = size * now - placed
-        cost = click_to_door - (COVER_REWARD_MIN * size + self.wait_weight * waited)[:, None]
+        cost = click_to_door - (self.cover_reward * size + self.wait_weight * waited)[:, None]
         covered = np.array([d.guaranteed_orders for d in pool], dtype=np.float64)
         cost += self.pay_weight * np.maximum(0.0, size[:, None] - covered[None, :])
         off = np.array([d.off_min for d in pool], dtype=np.int64)

@@ -1,6 +1,7 @@
 """What a dispatch policy sees and decides: pure data, no client library, no I/O.
 
-Times are whole minutes of simulated time; points are planar metres ``(x, y)``. Travel time
+Times are whole minutes of simulated time (the live dispatcher uses whole seconds instead, with
+every duration of a policy scaled to match); points are planar metres ``(x, y)``. Travel time
 comes from a ``TravelTime`` function over numpy arrays (whole minutes, broadcast over the
 leading axes), so that a policy can time every driver to every restaurant in one call.
 Service times are split in halves around the event they frame (half before a pickup, half
