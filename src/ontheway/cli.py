@@ -313,14 +313,21 @@ def worker(
 
     async def main(conns: Connections, stop: asyncio.Event) -> None:
         bus = open_bus(settings, conns)
+        rounds: asyncio.Task[None] | None = None
         try:
             if consumer == "dispatch":
                 from ontheway.dispatch.dispatcher import build_dispatcher, dispatch_consumer
 
-                chosen = dispatch_consumer(build_dispatcher(conns, settings))
+                dispatcher = build_dispatcher(conns, settings)
+                chosen = dispatch_consumer(dispatcher)
+                if dispatcher.batch is not None:  # the batched policy's rounds, beside
+                    regions = [r.region for r in load_catalog(settings.region_catalog)]
+                    rounds = asyncio.create_task(dispatcher.batch.run(regions, stop))
             else:
                 chosen = CONSUMERS[consumer]
             stats = await run_worker(conns, bus, chosen, stop=stop)
+            if rounds is not None:
+                await rounds
         finally:
             await bus.close()
         console.print(

@@ -95,6 +95,16 @@ class Settings(BaseSettings):
     dispatch_auto_accept: bool = Field(
         False, description="assign the best driver directly, with no offer (benchmarks)"
     )
+    dispatch_policy: Literal["greedy", "batched"] = Field(
+        "greedy", description="greedy: each order at once; batched: rounds every window"
+    )
+    dispatch_batch_window_s: float = Field(
+        10.0, gt=0, le=600, description="batched: seconds between two rounds of a region"
+    )
+    dispatch_batch_time_scale: float = Field(
+        1.0, gt=0, le=1000, description="batched: travel and service times divided by this "
+        "(the simulator's speed; 1 on a real platform)",
+    )  # fmt: skip
     eta_assignment_allowance_s: float = Field(
         300.0, ge=0, le=7200, description="placement ETA: a driver's way to the restaurant when "
         "no available driver is near (seconds)",

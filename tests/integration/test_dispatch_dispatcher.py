@@ -9,6 +9,7 @@ import random
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 
 from ontheway.connections import Connections, GraphStore
 from ontheway.dispatch.assign import Assignments
+from ontheway.dispatch.batching import BatchDispatcher, RoundResult, open_key
 from ontheway.dispatch.dispatcher import (
     Dispatcher,
     NoDriverYet,
@@ -27,6 +29,7 @@ from ontheway.events.consumers import Consumer
 from ontheway.events.redis_streams import RedisStreamsBus
 from ontheway.events.relay import relay_batch, start_at_end
 from ontheway.events.worker import WorkerStats, run_worker
+from ontheway.fleet import keys
 from ontheway.fleet.model import Fix, VehicleType
 from ontheway.fleet.service import open_store
 from ontheway.fleet.store import FleetStore
@@ -64,7 +67,7 @@ async def town(
     """San Francisco seeded afresh; its first restaurant is moved onto the downtown map
     (the seed spreads restaurants over the whole city, the extract covers downtown)."""
     seeded = await seed_with_fleet(
-        conns, catalog, settings, "sf", restaurants=2, customers=4, drivers=16,
+        conns, catalog, settings, "sf", restaurants=2, customers=4, drivers=20,
         seed=random.randrange(1 << 30),
     )  # fmt: skip
     network = await roads.network("sf")
@@ -482,3 +485,109 @@ async def test_a_driver_off_the_road_map_is_left_out_not_fatal(
     outcome = await dispatcher.dispatch(oid)
     assert outcome.assigned and outcome.driver_id == on_map
     assert oid not in await fleet.active_orders("sf", off_map)
+
+
+# -- the batched policy (batching.py) ----------------------------------------------------------
+
+
+def batcher(dispatcher: Dispatcher, **changes: Any) -> BatchDispatcher:
+    """A batch dispatcher choosing among scooters within 600 m only (capacity 2), so that
+    the test's own scooter is the one driver about, whatever the other tests left near the
+    restaurant (each test takes its scooter off the map at the end)."""
+    settings = dispatcher.settings.model_copy(
+        update={"dispatch_policy": "batched", "dispatch_batch_window_s": 0.2,
+                "dispatch_vehicle_types": ("scooter",), "dispatch_radii_mi": (0.37,), **changes}
+    )  # fmt: skip
+    d = Dispatcher(
+        dispatcher.orders, dispatcher.queries, dispatcher.fleet, dispatcher.assignments,
+        dispatcher.roads, settings,
+    )  # fmt: skip
+    return BatchDispatcher(d)
+
+
+@asynccontextmanager
+async def a_scooter(
+    fleet: FleetStore, town: dict[str, Any], distance_m: float
+) -> AsyncIterator[str]:
+    (driver,) = take_drivers(town, 1)
+    await fleet.register_driver(driver, "sf", VehicleType.SCOOTER, rating=5.0, acceptance_rate=1.0)
+    await put(fleet, driver, node_at(town, distance_m))
+    try:
+        yield driver
+    finally:  # off the map: no later search finds it (it may hold orders: it stays busy)
+        await fleet.redis.zrem(keys.locations("sf"), driver)
+
+
+async def next_round(batch: BatchDispatcher) -> RoundResult:
+    """The next round of sf once the last one's lock has expired."""
+    for _ in range(50):
+        result = await batch.round("sf")
+        if result is not None:
+            return result
+        await asyncio.sleep(0.05)
+    raise AssertionError("the round lock never came free")
+
+
+async def test_a_batched_round_bundles_ready_orders_of_a_restaurant_onto_one_short_fleet(
+    dispatcher: Dispatcher,
+    fleet: FleetStore,
+    orders: OrderService,
+    queries: OrderQueries,
+    town: dict[str, Any],
+    uid: str,
+) -> None:
+    await fleet.redis.delete(open_key("sf"))  # what other runs left on the shared stack
+    batch = batcher(dispatcher)
+    placed = [await place(orders, town, f"{uid}_{n}") for n in range(2)]
+    for oid in placed:
+        await orders.note(oid, EventType.ORDER_READY, "restaurant", {})
+        await batch.enqueue("sf", oid)
+    async with a_scooter(fleet, town, 300) as scooter:
+        result = await next_round(batch)
+    # Two orders ready and one driver: one bundle of both, assigned in this round.
+    assert (result.planned, result.bundles, result.committed, result.open) == (2, 1, 2, 0)
+    for oid in placed:
+        row = await queries.get(oid)
+        assert (row["status"], row["driver_id"]) == ("driver_assigned", scooter)
+    assert set(await fleet.active_orders("sf", scooter)) == set(placed)
+
+
+async def test_a_batched_round_keeps_an_order_that_is_not_ready_for_a_later_round(
+    dispatcher: Dispatcher,
+    fleet: FleetStore,
+    orders: OrderService,
+    queries: OrderQueries,
+    town: dict[str, Any],
+    uid: str,
+) -> None:
+    await fleet.redis.delete(open_key("sf"))
+    batch = batcher(dispatcher)
+    oid = await place(orders, town, uid)
+    # Twenty minutes to cook, a few minutes' drive: leaving now would only mean waiting.
+    await orders.note(oid, EventType.ORDER_CONFIRMED, "restaurant", {"prep_time_s": 1200})
+    await batch.enqueue("sf", oid)
+    async with a_scooter(fleet, town, 250) as scooter:
+        result = await next_round(batch)
+        assert (result.planned, result.committed, result.open) == (1, 0, 1)
+        assert (await queries.get(oid))["status"] == "searching_driver"
+        await orders.note(oid, EventType.ORDER_READY, "restaurant", {})
+        result = await next_round(batch)
+    assert (result.committed, result.open) == (1, 0)
+    assert (await queries.get(oid))["driver_id"] == scooter
+
+
+async def test_a_batched_round_drops_orders_no_longer_searching(
+    dispatcher: Dispatcher,
+    orders: OrderService,
+    fleet: FleetStore,
+    town: dict[str, Any],
+    uid: str,
+) -> None:
+    await fleet.redis.delete(open_key("sf"))
+    batch = batcher(dispatcher)
+    oid = await place(orders, town, uid)
+    await orders.transition(oid, EventType.ORDER_CANCELLED, f"user_{uid}")
+    await batch.enqueue("sf", oid)
+    result = await next_round(batch)
+    assert (result.planned, result.open) == (0, 0)
+    assert await fleet.redis.zscore(open_key("sf"), oid) is None

@@ -35,7 +35,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ontheway.connections import Connections
 from ontheway.dispatch.assign import Assignments
@@ -56,6 +56,9 @@ from ontheway.regions import LatLng, load_catalog
 from ontheway.roads.errors import NoRoadMap, OutsideRoadMap
 from ontheway.roads.routing import RoadService
 from ontheway.settings import Settings
+
+if TYPE_CHECKING:
+    from ontheway.dispatch.batching import BatchDispatcher
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +118,8 @@ class Dispatcher:
         self.offers = Offers(
             assignments, queries, roads, timeout_s=settings.dispatch_offer_timeout_s
         )
+        # With the batched policy: its rounds (batching.py); events only queue the order.
+        self.batch: BatchDispatcher | None = None
 
     async def dispatch(self, order_id: str, order: dict[str, Any] | None = None) -> Outcome:
         """Offer the order to the best available driver (or assign it, with auto-accept),
@@ -149,7 +154,7 @@ class Dispatcher:
                 now = await self.queries.get(order_id)
                 if now["status"] not in SEARCHING:
                     return Outcome(order_id, now["driver_id"], False)
-        await self._flag_if_late(region, order)
+        await self.flag_if_late(region, order)
         raise NoDriverYet(f"no available driver near the restaurant of {order_id}")
 
     async def _ranked(
@@ -197,7 +202,9 @@ class Dispatcher:
             if t is not None
         ]
 
-    async def _flag_if_late(self, region: str, order: dict[str, Any]) -> None:
+    async def flag_if_late(self, region: str, order: dict[str, Any]) -> None:
+        """Put the order on the region's list for operations once it has searched for
+        ``dispatch_flag_after_s`` (once per order, with ``NO_DRIVER_FOUND``)."""
         waited_s = (datetime.now(UTC) - order["created_at"]).total_seconds()
         if waited_s < self.settings.dispatch_flag_after_s:
             return
@@ -221,6 +228,9 @@ class Dispatcher:
         # committed durably by its own transactions, and a mark lost in a crash only means a
         # redelivery that finds the order done. One flush less per order, off the hot path.
         await conn.execute("SET LOCAL synchronous_commit TO off")
+        if self.batch is not None:
+            await self.batch.enqueue(region_of(event.order_id, "ord"), event.order_id)
+            return
         try:
             await self.dispatch(event.order_id, await fetch_order(conn, event.order_id))
         except NotFound as exc:
@@ -247,7 +257,7 @@ def build_dispatcher(conns: Connections, settings: Settings) -> Dispatcher:
     redis = conns.require_redis()
     fleet = open_store(redis, settings)
     orders = OrderService(shards)
-    return Dispatcher(
+    dispatcher = Dispatcher(
         orders,
         OrderQueries(shards),
         fleet,
@@ -255,3 +265,8 @@ def build_dispatcher(conns: Connections, settings: Settings) -> Dispatcher:
         RoadService(conns.graphs, catalog),
         settings,
     )
+    if settings.dispatch_policy == "batched":
+        from ontheway.dispatch.batching import BatchDispatcher
+
+        dispatcher.batch = BatchDispatcher(dispatcher)
+    return dispatcher
