@@ -450,14 +450,22 @@ def simulate(
     ignore: Annotated[float, typer.Option(min=0, max=1, help="P(let an offer expire)")] = 0.03,
     offline: Annotated[float, typer.Option(min=0, max=1, help="P(vanish), per order")] = 0.05,
     breaks: Annotated[float, typer.Option(min=0, max=1, help="P(break), per delivery")] = 0.02,
+    policy: Annotated[
+        list[str] | None,
+        typer.Option(help="dispatch policy: greedy or batched; twice to compare them"),
+    ] = None,
+    batch_window: Annotated[
+        float, typer.Option(min=1, max=3600, help="batched: sim seconds between rounds")
+    ] = 60,
 ) -> None:
     """Simulate a city on its real map through the real API: drivers, customers, kitchens."""
     from ontheway.sim.command import (
         check_api,
         check_maps,
+        compare_policies,
+        parse_policies,
         parse_regions,
         parse_timing,
-        run_and_report,
     )
     from ontheway.sim.plan import Behaviour
     from ontheway.sim.runner import SimOptions
@@ -465,16 +473,23 @@ def simulate(
     settings = load_settings()
     regions = parse_regions(region, settings)
     duration_s = parse_timing(duration, speed, start)
+    policies = parse_policies(policy or ["greedy"])
     asyncio.run(check_maps(settings, regions))
     if api is not None:
+        if policy:
+            raise typer.BadParameter(
+                "the API named by --api dispatches as it was started: leave out --policy",
+                param_hint="--policy",
+            )
         asyncio.run(check_api(api))
     opts = SimOptions(
         regions=regions, drivers=drivers, orders_per_hour=orders_per_hour,
         duration_s=duration_s, speed=speed, seed=random_seed, start=start,
         api=api, out=out, runs_dir=settings.state_dir / "runs", restaurants=restaurants,
         behaviour=Behaviour(accept=accept, ignore=ignore, offline=offline, breaks=breaks),
+        batch_window_s=batch_window,
     )  # fmt: skip
-    asyncio.run(run_and_report(settings, opts, console))
+    asyncio.run(compare_policies(settings, opts, policies, console))
 
 
 @sim_app.command("report")

@@ -202,3 +202,44 @@ def test_two_regions_run_side_by_side_and_their_data_never_mixes(
     assert report["mixing"]["checked"] == len(record.orders) and report["mixing"]["problems"] == []
     assert set(report["per_region"]) == {"sf", "monaco"}
     assert report["audit"]["passed"] == report["audit"]["checked"] == len(record.orders)
+
+
+def test_the_two_dispatch_policies_run_on_the_same_seed_and_are_compared(
+    monaco_map: None, tmp_path: Any
+) -> None:
+    result = run_cli(
+        "simulate", "--region", "monaco", "--drivers", "6", "--orders-per-hour", "30",
+        "--duration", "20m", "--speed", "100", "--start", "12:00", "--seed", "11",
+        "--policy", "greedy", "--policy", "batched", "--batch-window", "60",
+        "--out", str(tmp_path),
+    timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    greedy = RunRecord.load(tmp_path / "greedy" / "run.json")
+    batched = RunRecord.load(tmp_path / "batched" / "run.json")
+    assert greedy.backend_env["ONTHEWAY_DISPATCH_POLICY"] == "greedy"
+    assert batched.backend_env["ONTHEWAY_DISPATCH_POLICY"] == "batched"
+    # The same seed: the same city and demand, only the dispatcher differs.
+    assert greedy.planned_orders == batched.planned_orders > 0
+    assert greedy.run_id != batched.run_id
+    reports = {
+        p: json.loads((tmp_path / p / "report.json").read_text()) for p in ("greedy", "batched")
+    }
+    for report in reports.values():
+        assert report["audit"]["passed"] == report["audit"]["checked"] > 0
+    # The batched dispatcher assigned and delivered orders through its rounds.
+    assert reports["batched"]["figures"]["orders"]["delivered"] > 0
+    assert reports["batched"]["consumers"]["dispatch"]["handled"] > 0
+    text = (tmp_path / "compare.txt").read_text()
+    assert f"greedy ({greedy.run_id})" in text and f"batched ({batched.run_id})" in text
+    delivered = [str(reports[p]["figures"]["orders"]["delivered"]) for p in ("greedy", "batched")]
+    assert next(line for line in text.splitlines() if line.startswith("delivered")).split()[1:] == (
+        delivered
+    )
+    assert "<table>" in (tmp_path / "compare.html").read_text()
+    assert "comparison:" in result.stdout
+
+
+def test_an_unknown_dispatch_policy_is_refused() -> None:
+    result = run_cli("simulate", "--region", "monaco", "--drivers", "5", "--orders-per-hour",
+                     "10", "--policy", "fastest", timeout=60)  # fmt: skip
+    assert result.returncode == 2 and "'fastest' is not one of greedy, batched" in result.stderr

@@ -543,6 +543,9 @@ async def test_a_batched_round_bundles_ready_orders_of_a_restaurant_onto_one_sho
         await orders.note(oid, EventType.ORDER_READY, "restaurant", {})
         await batch.enqueue("sf", oid)
     async with a_scooter(fleet, town, 300) as scooter:
+        r = town["restaurant"]
+        pool = await batch.drivers("sf", [{"restaurant_lat": r["lat"], "restaurant_lng": r["lng"]}])
+        assert [c.driver_id for c in pool] == [scooter], pool  # no one else's scooter about
         result = await next_round(batch)
     # Two orders ready and one driver: one bundle of both, assigned in this round.
     assert (result.planned, result.bundles, result.committed, result.open) == (2, 1, 2, 0)

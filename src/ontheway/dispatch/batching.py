@@ -228,7 +228,7 @@ class BatchDispatcher:
         if outcome.assigned or outcome.offered or outcome.driver_id is not None:
             await self.redis.zrem(open_key(region), order_id)
 
-    async def _drivers(self, region: str, orders: list[dict[str, Any]]) -> list[Candidate]:
+    async def drivers(self, region: str, orders: list[dict[str, Any]]) -> list[Candidate]:
         """Available drivers near the orders' restaurants, each once."""
         types = [VehicleType(v) for v in self.settings.dispatch_vehicle_types] or None
         found: dict[str, Candidate] = {}
@@ -246,7 +246,7 @@ class BatchDispatcher:
         return list(found.values())
 
     async def _decide(self, region: str, rows: list[dict[str, Any]]) -> list[Assignment]:
-        drivers = await self._drivers(region, rows)
+        drivers = await self.drivers(region, rows)
         if not drivers:
             return []
         restaurants = sorted({(r["restaurant_lat"], r["restaurant_lng"]) for r in rows})

@@ -4,9 +4,10 @@ process of its own, with its timeouts scaled to the simulation's speed.
 The server works in wall time; a simulated driver lives ``speed`` times faster, so every
 duration the server waits for a driver is divided by the speed (with a floor where a shorter
 wait would turn scheduling noise into events): the heartbeat TTL (60 s), the offer timeout
-(20 s), the "no driver" flag (120 s). The per-driver fix rate limit (2/s) is multiplied by it.
-The run has an event stream of its own (``sim_<run>``), started at the end of every shard's
-outbox, so that only this run's events reach its dispatcher and workers.
+(20 s), the "no driver" flag (120 s), the batched dispatcher's window and travel times. The
+per-driver fix rate limit (2/s) is multiplied by it. The run has an event stream of its own
+(``sim_<run>``), started at the end of every shard's outbox, so that only this run's events
+reach its dispatcher and workers.
 """
 
 from __future__ import annotations
@@ -32,9 +33,17 @@ HEARTBEAT_FLOOR_S = 2
 OFFER_FLOOR_S = 1.5
 
 
-def scaled_env(speed: float, stream: str) -> dict[str, str]:
-    """The backend's settings for a run at ``speed`` (environment variables)."""
+def scaled_env(
+    speed: float, stream: str, policy: str = "greedy", batch_window_s: float = 60.0
+) -> dict[str, str]:
+    """The backend's settings for a run at ``speed`` (environment variables), dispatching
+    with ``policy`` (``batched``: a round every ``batch_window_s`` simulated seconds)."""
     return {
+        "ONTHEWAY_DISPATCH_POLICY": policy,
+        "ONTHEWAY_DISPATCH_BATCH_WINDOW_S": f"{batch_window_s / speed:.3f}",
+        # Road travel times are real seconds, the simulated drivers drive ``speed`` times
+        # faster: the batched policy compares them with kitchens on the wall clock.
+        "ONTHEWAY_DISPATCH_BATCH_TIME_SCALE": f"{speed:g}",
         "ONTHEWAY_FLEET_HEARTBEAT_TTL_S": str(max(HEARTBEAT_FLOOR_S, math.ceil(60 / speed))),
         "ONTHEWAY_DISPATCH_OFFER_TIMEOUT_S": f"{max(OFFER_FLOOR_S, 20 / speed):.3f}",
         "ONTHEWAY_DISPATCH_FLAG_AFTER_S": f"{max(2.0, 120 / speed):.3f}",

@@ -8,6 +8,7 @@ of wall time at the speed asked for.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -16,15 +17,19 @@ import typer
 from rich.console import Console
 
 from ontheway.connections import GraphStore
+from ontheway.dispatch.policies import POLICIES
 from ontheway.errors import OnTheWayError
 from ontheway.regions import load_catalog
 from ontheway.roads.commands import import_command
 from ontheway.roads.store import graph_name, read_meta
 from ontheway.settings import Settings
 from ontheway.sim.clock import BadTime, parse_duration_s, parse_start
+from ontheway.sim.compare import render_text as render_comparison
+from ontheway.sim.compare import write_comparison
 from ontheway.sim.record import RunRecord
 from ontheway.sim.report import report_run
-from ontheway.sim.runner import SimOptions, run_dir, simulate
+from ontheway.sim.runner import SimOptions, new_run_id, run_dir, simulate
+from ontheway.sim.summary import Report
 
 MAX_WALL_S = 24 * 3600.0
 OSM = Path(__file__).resolve().parents[3] / "tests" / "data" / "osm"
@@ -110,16 +115,46 @@ async def import_missing(settings: Settings, regions: list[str], console: Consol
         await import_command(settings, region, MAP_FILES[region], console)
 
 
-async def run_and_report(settings: Settings, opts: SimOptions, console: Console) -> RunRecord:
+async def run_and_report(settings: Settings, opts: SimOptions, console: Console) -> Report:
     """Run the simulation, then the report on its record."""
     record = await simulate(settings, opts, console)
     folder = run_dir(opts, record.run_id)
     console.print(f"run record: {folder / 'run.json'}")
     summary(record, console)
-    # The report (H6's ``ontheway.sim.report``): read back from the servers, written beside
+    # The report (``ontheway.sim.report``): read back from the servers, written beside
     # the record as report.txt / report.html / report.json, its summary printed.
-    await report_run(settings, folder / "run.json", console)
-    return record
+    return await report_run(settings, folder / "run.json", console)
+
+
+def parse_policies(policies: list[str]) -> list[str]:
+    """The dispatch policies asked for, each once (``BadParameter`` naming an unknown one)."""
+    for policy in policies:
+        if policy not in POLICIES:
+            raise typer.BadParameter(
+                f"{policy!r} is not one of {', '.join(POLICIES)}", param_hint="--policy"
+            )
+    if len(set(policies)) != len(policies):
+        raise typer.BadParameter("a policy is named twice", param_hint="--policy")
+    return policies
+
+
+async def compare_policies(
+    settings: Settings, opts: SimOptions, policies: list[str], console: Console
+) -> list[Report]:
+    """The same city (same seed) once per policy, then the runs side by side; with one
+    policy, just the run."""
+    if len(policies) == 1:
+        return [await run_and_report(settings, replace(opts, policy=policies[0]), console)]
+    reports: list[Report] = []
+    base = opts.out if opts.out is not None else opts.runs_dir / f"compare-{new_run_id()}"
+    for policy in policies:
+        console.print(f"[bold]dispatch policy {policy}[/]")
+        run = replace(opts, policy=policy, out=base / policy)
+        reports.append(await run_and_report(settings, run, console))
+    text_path, html_path = write_comparison(reports, policies, base)
+    console.print(render_comparison(reports, policies), markup=False, highlight=False)
+    console.print(f"comparison: {html_path} (text: {text_path})")
+    return reports
 
 
 def summary(record: RunRecord, console: Console) -> None:

@@ -211,19 +211,48 @@ class DriverAgent:
             if not await self._step(order_id, "arrived"):
                 return
             status = "driver_at_restaurant"
+        along: list[dict[str, Any]] = []
         if status == "driver_at_restaurant":
-            if order_id in self.ctx.ready:  # one of the run's: its kitchen will say when
-                await self.ctx.ready[order_id].wait()
+            # Other orders of this restaurant given to us meanwhile (a batched dispatcher
+            # bundles them): picked up together, delivered one after the other.
+            along = await self._same_restaurant(rest)
+            for oid in [order_id, *(o["order_id"] for o in along)]:
+                if oid in self.ctx.ready:  # one of the run's: its kitchen will say when
+                    await self.ctx.ready[oid].wait()
             await clock.sleep(rng.uniform(30, 120))
             if not await self._step(order_id, "picked-up"):
                 return
+            along = [o for o in along if await self._step(o["order_id"], "picked-up")]
             status = "picked_up"
         if status == "picked_up":
+            if along:
+                onward = None  # the pushed route was for this order alone, from the restaurant
             leg = onward or (await self._legs(order_id, [dest]))[-1]
             await self._drive(leg, vanish_at if vanish_leg == 1 else None)
             await clock.sleep(rng.uniform(30, 90))
             if await self._step(order_id, "delivered"):
                 self.ctx.record.deliveries += 1
+        for other in along:
+            await self._deliver(other | {"status": "picked_up"})
+
+    async def _same_restaurant(self, rest: Point) -> list[dict[str, Any]]:
+        """Take from the queue the orders assigned to us at the restaurant ``rest`` and tell
+        the server we are there for each (the others stay queued, in their order)."""
+        queued = [self.jobs.get_nowait() for _ in range(self.jobs.qsize())]
+        same: list[dict[str, Any]] = []
+        for order in queued:
+            at = order["restaurant_location"]
+            if (
+                (at["lat"], at["lng"]) == rest
+                and order["status"] == "driver_assigned"
+                and order["order_id"] not in self.handled
+                and await self._step(order["order_id"], "arrived")
+            ):
+                self.handled.add(order["order_id"])
+                same.append(order)
+            else:
+                self.jobs.put_nowait(order)
+        return same
 
     async def _step(self, order_id: str, step: str) -> bool:
         resp = await self.ctx.call("POST", f"/api/orders/{order_id}/{step}", self.token)

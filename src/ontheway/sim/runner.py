@@ -63,6 +63,8 @@ class SimOptions:
     runs_dir: Path = Path(".ontheway/runs")  # without ``out``: ``<runs_dir>/<run id>``
     restaurants: int | None = None
     port: int | None = None  # of the backend started for the run (default: a free one)
+    policy: str = "greedy"  # the backend's dispatch policy (greedy or batched)
+    batch_window_s: float = 60.0  # simulated seconds between two batched rounds
     behaviour: Behaviour = field(default_factory=Behaviour)
 
 
@@ -117,7 +119,9 @@ async def simulate(settings: Settings, opts: SimOptions, console: Console) -> Ru
             await _run(settings, opts, record, worlds, console, None, conns)
         else:
             record.event_stream = f"sim_{run_id}"
-            record.backend_env = scaled_env(opts.speed, record.event_stream)
+            record.backend_env = scaled_env(
+                opts.speed, record.event_stream, opts.policy, opts.batch_window_s
+            )
             await start_stream(conns, shards, record.event_stream)
             port = opts.port or free_port()
             async with backend(port, record.backend_env, out / "backend.log") as (base, proc):
