@@ -4,6 +4,7 @@ started and waited for until healthy: used by ``ontheway run``, the simulator an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -11,6 +12,9 @@ from contextlib import asynccontextmanager
 from typing import IO
 
 import httpx
+
+# A server told to stop gets this long to finish (its shutdown steps log what is slow).
+STOP_GRACE_S = 45.0
 
 
 async def wait_healthy(
@@ -61,4 +65,9 @@ async def api_process(
     finally:
         if proc.returncode is None:
             proc.terminate()
-            await proc.wait()
+            try:
+                await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
+            except TimeoutError:  # stuck in its shutdown: its log says where (app.py)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -28,6 +29,17 @@ from ontheway.fleet.service import Fleet
 from ontheway.regions import load_catalog
 from ontheway.schema.partitions import keep_partitions_ahead
 from ontheway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def _step(name: str, closing: Awaitable[None], limit_s: float = 15.0) -> None:
+    """One step of the shutdown, logged by name if it takes longer than ``limit_s`` (it is
+    then left behind: the process is ending)."""
+    try:
+        await asyncio.wait_for(closing, limit_s)
+    except TimeoutError:
+        log.error("shutdown: closing the %s took over %.0f s; left behind", name, limit_s)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -64,12 +76,12 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             follow_up = getattr(app.state, "traffic_follow_up", None)
             if follow_up is not None:
-                await follow_up.aclose()
-            await app.state.fleet.aclose()
+                await _step("traffic follow-up", follow_up.aclose())
+            await _step("fleet", app.state.fleet.aclose())
             upkeep.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await upkeep
-            await conns.close()
+            await _step("connections", conns.close())
 
     app = FastAPI(
         title="ontheway",
