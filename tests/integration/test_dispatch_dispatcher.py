@@ -564,7 +564,7 @@ async def test_a_batched_round_keeps_an_order_that_is_not_ready_for_a_later_roun
     uid: str,
 ) -> None:
     await fleet.redis.delete(open_key("sf"))
-    batch = batcher(dispatcher)
+    batch = batcher(dispatcher, dispatch_flag_after_s=0.01)
     oid = await place(orders, town, uid)
     # Twenty minutes to cook, a few minutes' drive: leaving now would only mean waiting.
     await orders.note(oid, EventType.ORDER_CONFIRMED, "restaurant", {"prep_time_s": 1200})
@@ -573,6 +573,8 @@ async def test_a_batched_round_keeps_an_order_that_is_not_ready_for_a_later_roun
         result = await next_round(batch)
         assert (result.planned, result.committed, result.open) == (1, 0, 1)
         assert (await queries.get(oid))["status"] == "searching_driver"
+        # Held back on purpose, not for want of a driver: not flagged for operations.
+        assert await fleet.redis.zscore(flagged_key("sf"), oid) is None
         await orders.note(oid, EventType.ORDER_READY, "restaurant", {})
         result = await next_round(batch)
     assert (result.committed, result.open) == (1, 0)

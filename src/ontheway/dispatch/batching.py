@@ -187,7 +187,12 @@ class BatchDispatcher:
             for assignment in chosen:
                 committed += await self._commit(region, assignment, rows)
         left = await self.redis.zcard(open_key(region))
+        now = time.time()
         for row in orders:
+            # Still open although its food is ready: no driver took it (an order the policy
+            # holds back on purpose, its kitchen still cooking, is not "no driver found").
+            if self._ready_ts(row) > now:
+                continue
             if await self.redis.zscore(open_key(region), row["order_id"]) is not None:
                 await self.dispatcher.flag_if_late(region, row)
         return RoundResult(region, len(orders), committed, int(left), bundles)
