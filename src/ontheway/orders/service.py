@@ -37,7 +37,6 @@ class OrderService(OrderChanges):
         region = region_of(order_id, "ord")
         now = datetime.now(UTC)
         async with self.shards.connection(region) as conn, conn.transaction():
-            before = await fetch_order(conn, order_id)
             changes = self._changes(event, now, driver_id)
             sets = ", ".join(f"{column} = %({column})s" for column in _columns(changes))
             params: dict[str, Any] = {
@@ -61,6 +60,9 @@ class OrderService(OrderChanges):
                 ) from None
             updated = await cur.fetchone()
             if updated is None:
+                # Read only now, for the message (NotFound when there is no such order): one
+                # query less on every transition that succeeds.
+                before = await fetch_order(conn, order_id)
                 raise Conflict(
                     f"{event} is not allowed when the order is {before['status']}",
                     field="status",
