@@ -6,11 +6,12 @@ import pytest
 from falkordb.asyncio import FalkorDB
 
 from ontheway.connections import GraphStore
+from ontheway.errors import ConfigurationError, DependencyUnavailable
 from ontheway.roads.errors import BadMapFile
 from ontheway.roads.graph import build_graph
 from ontheway.roads.importer import import_osm
 from ontheway.roads.osm import read_osm
-from ontheway.roads.store import drop_graph, read_graph, read_meta
+from ontheway.roads.store import drop_graph, read_graph, read_meta, read_rows
 from ontheway.settings import Settings
 
 DATA = Path(__file__).parents[1] / "data" / "osm"
@@ -111,6 +112,37 @@ async def test_a_graph_read_back_equals_the_graph_built(db: FalkorDB, graph: str
         assert np.array_equal(getattr(stored, field), getattr(built, field)), field
     assert stored.name == built.name
     assert stored.road_class == built.road_class
+
+
+async def test_a_graph_whose_node_ids_are_not_falkordbs_is_refused_when_read(
+    db: FalkorDB, graph: str
+) -> None:
+    # Routes find their ends by FalkorDB's own node ids: a graph written in another order
+    # would route between the wrong nodes, so reading it fails instead.
+    await db.select_graph(graph).query(
+        "CREATE (:Intersection {id: 1, lat: 10.0, lng: 10.0, osm_id: 1})"
+        "-[:ROAD {id: 0, distance_m: 100.0, base_time_s: 10.0, time_s: 10.0, speed_kph: 36.0,"
+        " road_class: 'residential', osm_way_id: 1}]->"
+        "(:Intersection {id: 0, lat: 10.001, lng: 10.0, osm_id: 2}),"
+        "(:RoadMap {import_id: 'by-hand', nodes: 2, roads: 1})"
+    )
+    with pytest.raises(ConfigurationError, match="import the map again"):
+        await read_graph(db, graph)
+
+
+async def test_rows_read_in_the_compact_format_come_back_as_python_values(
+    db: FalkorDB, graph: str
+) -> None:
+    await db.select_graph(graph).query("CREATE (:RoadMap {import_id: 'x'})")
+    rows = await read_rows(
+        db,
+        graph,
+        "MATCH (m:RoadMap) RETURN m.import_id, $n, 1.0 / 8, null, true, [1, 2.5, 'a', [3]], $pairs",
+        {"n": 7, "pairs": [[1, 2], [3, 4]]},
+    )
+    assert rows == [["x", 7, 0.125, None, True, [1, 2.5, "a", [3]], [[1, 2], [3, 4]]]]
+    with pytest.raises(DependencyUnavailable, match="Division by zero"):
+        await read_rows(db, graph, "RETURN $n / 0", {"n": 1})
 
 
 async def test_a_reimport_replaces_the_graph_and_leaves_no_staging_graph(

@@ -10,6 +10,7 @@ from falkordb.asyncio import FalkorDB
 from scipy.sparse.csgraph import dijkstra
 
 from ontheway.connections import GraphStore
+from ontheway.errors import DependencyUnavailable
 from ontheway.regions import BBox, Catalog, LatLng, OutsideAllRegions, Region
 from ontheway.roads.errors import NoRoadMap, OutsideRoadMap, SamePoint, Unreachable
 from ontheway.roads.graph import RoadGraph, build_graph
@@ -248,27 +249,33 @@ TOWN = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
-async def test_a_one_way_dead_end_cannot_be_left_and_is_never_snapped_to(
-    service: RoadService, db: FalkorDB, uid_module: str, tmp_path: Path
-) -> None:
-    town = f"town_{uid_module}"
+@pytest.fixture
+async def town(db: FalkorDB, uid_module: str, tmp_path: Path) -> AsyncIterator[str]:
+    """The tiny test town imported as its region's map (dropped at the end); its region."""
+    region_id = f"town_{uid_module}"
     path = tmp_path / "town.osm"
     path.write_text(TOWN)
-    await import_osm(db, town, path)
+    await import_osm(db, region_id, path)
     try:
-        network = await service.network(town)
-        dead_end = int(np.flatnonzero(network.graph.node_osm_id == 5)[0])
-        loop = int(np.flatnonzero(network.graph.node_osm_id == 1)[0])
-        at_dead_end = Snap(dead_end, 10.009, 10.012, 0.0)
-        on_loop = Snap(loop, 10.010, 10.010, 0.0)
-        with pytest.raises(Unreachable):
-            await service.leg(network, town, at_dead_end, on_loop)
-        into = await service.leg(network, town, on_loop, at_dead_end)
-        assert into.duration_s > 0
-        snapped = network.snap(10.009, 10.012)
-        assert snapped is not None and snapped.node != dead_end
+        yield region_id
     finally:
-        await drop_graph(db, graph_name(town))
+        await drop_graph(db, graph_name(region_id))
+
+
+async def test_a_one_way_dead_end_cannot_be_left_and_is_never_snapped_to(
+    service: RoadService, town: str
+) -> None:
+    network = await service.network(town)
+    dead_end = int(np.flatnonzero(network.graph.node_osm_id == 5)[0])
+    loop = int(np.flatnonzero(network.graph.node_osm_id == 1)[0])
+    at_dead_end = Snap(dead_end, 10.009, 10.012, 0.0)
+    on_loop = Snap(loop, 10.010, 10.010, 0.0)
+    with pytest.raises(Unreachable):
+        await service.leg(network, town, at_dead_end, on_loop)
+    into = await service.leg(network, town, on_loop, at_dead_end)
+    assert into.duration_s > 0
+    snapped = network.snap(10.009, 10.012)
+    assert snapped is not None and snapped.node != dead_end
 
 
 async def test_a_reimported_map_is_picked_up_by_the_next_route(
@@ -356,3 +363,40 @@ async def test_a_travel_time_matrix_equals_the_routes_between_its_points(
     assert matrix[0][0] == (await service.route([UNION_SQUARE, FERRY_BUILDING])).duration_s
     assert matrix[1][1] == (await service.route([CHINATOWN, UNION_SQUARE])).duration_s
     assert matrix[2][0] == 0.0 and matrix[0][1] == 0.0
+
+
+async def test_a_large_matrix_asked_in_several_queries_equals_the_routes(
+    service: RoadService, sf: Imported
+) -> None:
+    rng = np.random.default_rng(11)
+    nodes = rng.choice(np.flatnonzero(sf.graph.largest_component_mask()), size=9, replace=False)
+    origins = [node_point(sf.graph, n) for n in nodes[:7]]
+    destinations = [node_point(sf.graph, n) for n in nodes[7:]]
+    matrix = await service.matrix(origins, destinations)
+    for row, origin in zip(matrix, origins, strict=True):
+        for time_s, destination in zip(row, destinations, strict=True):
+            assert time_s == (await service.route([origin, destination])).duration_s
+
+
+async def test_a_matrix_after_a_reimport_is_asked_of_the_new_map(
+    service: RoadService, db: FalkorDB, sf: Imported
+) -> None:
+    before = await service.network(sf.region)
+    await import_osm(db, sf.region, DATA / "san-francisco-downtown-drive.osm.bz2")
+    matrix = await service.matrix([UNION_SQUARE, CHINATOWN], [FERRY_BUILDING])
+    after = await service.network(sf.region)
+    assert after.import_id != before.import_id
+    assert matrix[1][0] == (await service.route([CHINATOWN, FERRY_BUILDING])).duration_s
+
+
+async def test_a_map_without_its_cch_index_makes_routes_fail_as_unavailable(
+    service: RoadService, db: FalkorDB, town: str
+) -> None:
+    await db.select_graph(graph_name(town)).query(
+        "DROP CCH INDEX FOR ()-[r:ROAD]->() ON (r.time_s)"
+    )
+    loop, corner = LatLng(lat=10.010, lng=10.010), LatLng(lat=10.011, lng=10.011)
+    with pytest.raises(DependencyUnavailable, match="CCH index"):
+        await service.route([loop, corner])
+    with pytest.raises(DependencyUnavailable, match="CCH index"):
+        await service.matrix([loop], [corner])

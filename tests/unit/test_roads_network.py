@@ -43,6 +43,8 @@ def test_road_ids_outside_the_network_mean_another_import() -> None:
     roads = network()
     assert roads.has_roads([0, 1])
     assert not roads.has_roads([0, roads.graph.road_count])
+    assert not roads.has_roads([-1, 0])
+    assert roads.has_roads([])
 
 
 def test_distances_and_bearings_are_in_metres_and_compass_degrees() -> None:

@@ -8,6 +8,7 @@ length, name and shape of the roads a route takes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,6 +72,7 @@ class RoadNetwork:
         result: NDArray[np.int64] = np.where(far, -1, nodes).astype(np.int64)
         return result
 
-    def has_roads(self, road_ids: list[int]) -> bool:
+    def has_roads(self, road_ids: Sequence[int] | NDArray[np.int64]) -> bool:
         """Whether every road id belongs to this network (else the graph was re-imported)."""
-        return all(0 <= r < self.graph.road_count for r in road_ids)
+        ids = np.asarray(road_ids, dtype=np.int64)
+        return not ids.size or bool(ids.min() >= 0 and ids.max() < self.graph.road_count)

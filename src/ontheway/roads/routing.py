@@ -10,6 +10,10 @@ Each query also returns the graph's import id: when the region was re-imported s
 network was loaded, the network is reloaded and the route asked again. It returns the roads'
 current times too, so that steps follow traffic changes made by any process (the network in
 memory keeps the times it was loaded with).
+
+A matrix is one CCH search per pair of nodes (FalkorDB has no one-to-many search: about
+0.5 ms each in the server even between neighbours), cut into as many queries as FalkorDB has
+threads and asked at once; its rows carry the import id too.
 """
 
 from __future__ import annotations
@@ -21,36 +25,40 @@ from itertools import pairwise
 from typing import Any
 
 import numpy as np
+import redis.exceptions
 from numpy.typing import NDArray
 
-from ontheway.connections import GraphStore
+from ontheway.connections import GraphStore, dependency_errors
 from ontheway.errors import DependencyUnavailable
 from ontheway.regions import Catalog, LatLng, Region
 from ontheway.roads.errors import NoRoadMap, OutsideRoadMap, SamePoint, Unreachable
 from ontheway.roads.geo import haversine_m
 from ontheway.roads.network import RoadNetwork, Snap
 from ontheway.roads.steps import Segment, Step, build_steps
-from ontheway.roads.store import graph_errors, graph_name, read_graph, read_meta
+from ontheway.roads.store import graph_name, read_graph, read_meta, read_rows
 from ontheway.roads.traffic import TrafficChange, plan_write, select_roads, travel_times
 from ontheway.roads.weights import write_weights
 
 SAME_POINT_M = 1.0
+# Node ids are FalkorDB's own (``roads.store`` says why): an id seek finds the ends.
 _LEG_QUERY = """
-MATCH (m:RoadMap)
-MATCH (a:Intersection {id: $s}), (b:Intersection {id: $t})
+MATCH (a), (b) WHERE id(a) = $s AND id(b) = $t
 CALL db.idx.cch.query({sourceNode: a, targetNode: b, relTypes: ['ROAD'], weightProp: 'time_s'})
 YIELD pathWeight, path
+MATCH (m:RoadMap)
 RETURN m.import_id, pathWeight, [r IN relationships(path) | r.id],
        [r IN relationships(path) | r.time_s]
 """
 
-# One query for a whole matrix: one round trip, and one connection instead of one per pair.
+# One CCH search per pair (FalkorDB has no one-to-many search); a matrix is cut into as many
+# queries as FalkorDB has threads, sent at once.
 _MATRIX_QUERY = """
 UNWIND $pairs AS pair
-MATCH (a:Intersection {id: pair[0]}), (b:Intersection {id: pair[1]})
+MATCH (a), (b) WHERE id(a) = pair[0] AND id(b) = pair[1]
 CALL db.idx.cch.query({sourceNode: a, targetNode: b, relTypes: ['ROAD'], weightProp: 'time_s'})
 YIELD pathWeight
-RETURN pair[0], pair[1], pathWeight
+MATCH (m:RoadMap)
+RETURN m.import_id, pair[0], pair[1], pathWeight
 """
 
 
@@ -151,6 +159,7 @@ class RoadService:
         self._catalog = catalog
         self._networks: dict[str, RoadNetwork] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._threads: int | None = None
 
     async def network(self, region: str, *, reload: bool = False) -> RoadNetwork:
         """The region's network, loaded from its graph on first use (or when ``reload``)."""
@@ -215,37 +224,70 @@ class RoadService:
             return [[] for _ in origins]
         first = destinations[0] if skip_off_map else origins[0]
         region = self._catalog.region_for(first.lat, first.lng)
-        o_lat, o_lng = _arrays(origins)
-        d_lat, d_lng = _arrays(destinations)
         # Region boxes do not overlap (the catalog refuses it): inside the box is the region.
-        for label, lat, lng in (("destinations", d_lat, d_lng), ("origins", o_lat, o_lng)):
-            if not (skip_off_map and label == "origins") and not _inside(region, lat, lng).all():
+        for label, points in (("destinations", destinations), ("origins", origins)):
+            checked = not (skip_off_map and label == "origins")
+            if checked and not _inside(region, *_arrays(points)).all():
                 raise OutsideRoadMap(f"all {label} must lie in {region.region!r}", field=label)
-        network = await self.network(region.region)
-        cols = network.snap_many(d_lat, d_lng)
-        rows = np.where(_inside(region, o_lat, o_lng), network.snap_many(o_lat, o_lng), -1)
-        for label, nodes, points in (
-            ("destinations", cols, destinations),
-            ("origins", rows, origins),
-        ):
-            if (nodes < 0).any() and not (skip_off_map and label == "origins"):
-                point = points[int(np.argmax(nodes < 0))]
-                raise OutsideRoadMap(
-                    f"{label} ({point.lat}, {point.lng}) is not near any road of the map",
-                    field=label,
-                )
-        row_nodes, col_nodes = rows.tolist(), cols.tolist()
-        pairs = sorted({(a, b) for a in set(row_nodes) if a >= 0 for b in set(col_nodes) if a != b})
-        found: dict[tuple[int, int], float] = {}
-        if pairs:
-            graph = (await self._db()).select_graph(graph_name(region.region))
-            with graph_errors():
-                reply = await graph.ro_query(_MATRIX_QUERY, {"pairs": [list(p) for p in pairs]})
-            found = {(int(a), int(b)): float(w) for a, b, w in reply.result_set}
-        return [
-            [None if a < 0 else 0.0 if a == b else found.get((a, b)) for b in col_nodes]
-            for a in row_nodes
-        ]
+        for attempt in range(2):
+            network = await self.network(region.region, reload=attempt > 0)
+            row_nodes, col_nodes = _snap_ends(
+                network, region, origins, destinations, skip_off_map=skip_off_map
+            )
+            pairs = sorted(
+                {(a, b) for a in set(row_nodes) if a >= 0 for b in set(col_nodes) if a != b}
+            )
+            try:
+                found = await self._travel_times(network, region.region, pairs)
+            except _Reimported:
+                continue
+            return [
+                [None if a < 0 else 0.0 if a == b else found.get((a, b)) for b in col_nodes]
+                for a in row_nodes
+            ]
+        raise DependencyUnavailable(
+            f"the road graph of {region.region!r} keeps changing; try again"
+        )
+
+    async def _travel_times(
+        self, network: RoadNetwork, region: str, pairs: list[tuple[int, int]]
+    ) -> dict[tuple[int, int], float]:
+        """The CCH's time from node to node for each pair (absent: no route), in as many
+        queries as FalkorDB has threads, asked at once."""
+        if not pairs:
+            return {}
+        db = await self._db()
+        name = graph_name(region)
+        parts = min(len(pairs), await self._graph_threads(db))
+        replies = await asyncio.gather(
+            *(
+                read_rows(db, name, _MATRIX_QUERY, {"pairs": [list(p) for p in pairs[i::parts]]})
+                for i in range(parts)
+            )
+        )
+        rows = [row for reply in replies for row in reply]
+        # Every pair of the largest strongly connected component has a route: a missing one
+        # means the graph may have been re-imported under the network.
+        stale = any(row[0] != network.import_id for row in rows) or (
+            len(rows) < len(pairs) and await read_meta(db, name) != network.import_id
+        )
+        if stale:
+            raise _Reimported
+        return {(a, b): w for _, a, b, w in rows}
+
+    async def _graph_threads(self, db: Any) -> int:
+        """How many queries FalkorDB runs at once (its THREAD_COUNT, read once; 1 where the
+        server does not say)."""
+        if self._threads is None:
+            with dependency_errors("FalkorDB"):
+                try:
+                    reply = await db.connection.execute_command(
+                        "GRAPH.CONFIG", "GET", "THREAD_COUNT"
+                    )
+                    self._threads = max(1, int(reply[1]))
+                except redis.exceptions.ResponseError:
+                    self._threads = 1
+        return self._threads
 
     async def many_to_many(
         self, origins: list[LatLng], destinations: list[LatLng]
@@ -304,9 +346,7 @@ class RoadService:
         if a.node == b.node:
             return _describe(network, Leg(a, b, 0.0, []), final)
         db = await self._db()
-        graph = db.select_graph(graph_name(region))
-        with graph_errors():
-            rows = (await graph.ro_query(_LEG_QUERY, {"s": a.node, "t": b.node})).result_set
+        rows = await read_rows(db, graph_name(region), _LEG_QUERY, {"s": a.node, "t": b.node})
         if not rows:
             if await read_meta(db, graph_name(region)) != network.import_id:
                 raise _Reimported
@@ -314,8 +354,31 @@ class RoadService:
         import_id, weight, road_ids, road_times = rows[0]
         if import_id != network.import_id or not network.has_roads(road_ids):
             raise _Reimported
-        leg = Leg(a, b, float(weight), [int(r) for r in road_ids], [float(t) for t in road_times])
-        return _describe(network, leg, final)
+        return _describe(network, Leg(a, b, weight, road_ids, road_times), final)
+
+
+def _snap_ends(
+    network: RoadNetwork,
+    region: Region,
+    origins: list[LatLng],
+    destinations: list[LatLng],
+    *,
+    skip_off_map: bool,
+) -> tuple[list[int], list[int]]:
+    """The nodes of a matrix's origins and destinations (-1: an origin off the map, with
+    ``skip_off_map``); ``OutsideRoadMap`` for any other point off the map."""
+    o_lat, o_lng = _arrays(origins)
+    d_lat, d_lng = _arrays(destinations)
+    cols = network.snap_many(d_lat, d_lng)
+    rows = np.where(_inside(region, o_lat, o_lng), network.snap_many(o_lat, o_lng), -1)
+    for label, nodes, points in (("destinations", cols, destinations), ("origins", rows, origins)):
+        if (nodes < 0).any() and not (skip_off_map and label == "origins"):
+            point = points[int(np.argmax(nodes < 0))]
+            raise OutsideRoadMap(
+                f"{label} ({point.lat}, {point.lng}) is not near any road of the map",
+                field=label,
+            )
+    return rows.tolist(), cols.tolist()
 
 
 def _arrays(points: list[LatLng]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
