@@ -140,3 +140,45 @@ def test_batched_prefers_a_driver_whose_guaranteed_pay_covers_the_order_when_bot
     # when only the nearer driver is still in time, the pay does not decide
     late = policy.decide(17, orders, [paid_per_order, paid_anyway], TRAVEL, SERVICE)
     assert [a.driver_id for a in late] == ["a"]
+
+
+def test_batched_sends_a_driver_free_now_rather_than_wait_for_one_barely_quicker() -> None:
+    orders = [order("o1", 0, 0, (0.0, 320.0))]
+    free_far = Driver("far", (3200.0, 0.0), free_min=0, off_min=100)  # picks up at 22
+    busy_near = Driver("near", (320.0, 0.0), free_min=18, off_min=100)  # would pick up at 21
+    (chosen,) = BatchedPolicy().decide(10, orders, [free_far, busy_near], TRAVEL, SERVICE)
+    assert (chosen.driver_id, chosen.pickup_min) == ("far", 22)
+    patient = BatchedPolicy(later_weight=0.0)
+    assert patient.decide(10, orders, [free_far, busy_near], TRAVEL, SERVICE) == []
+
+
+def test_a_committed_order_takes_along_one_of_its_restaurant_that_would_wait_for_a_driver() -> None:
+    orders = [order("o1", 0, 5, (0.0, 960.0)), order("o2", 1, 5, (0.0, 1280.0))]
+    near = Driver("near", (640.0, 0.0), free_min=0, off_min=100)  # at the restaurant at 6
+    far = Driver("far", (6400.0, 0.0), free_min=0, off_min=100)  # 20 minutes away
+    (chosen,) = BatchedPolicy().decide(4, orders, [near, far], TRAVEL, SERVICE)
+    # picks up at 8; o1 is dropped at 15 as it would be alone, o2 one minute further at 20
+    assert (chosen.driver_id, chosen.order_ids, chosen.dropoff_mins) == (
+        "near",
+        ("o1", "o2"),
+        (15, 20),
+    )
+    alone = BatchedPolicy(join_delay_min=-1).decide(4, orders, [near, far], TRAVEL, SERVICE)
+    assert sorted((a.driver_id, a.order_ids) for a in alone) == [
+        ("far", ("o2",)),
+        ("near", ("o1",)),
+    ]
+
+
+def test_an_order_is_not_taken_along_when_it_delays_the_committed_drop_off_too_much() -> None:
+    far_diner = order("long", 0, 5, (0.0, 6400.0))  # 20 min from the restaurant
+    near_diner = order("short", 4, 6, (0.0, -960.0))  # 3 min, so it would be dropped first
+    driver = Driver("d1", (960.0, 0.0), free_min=0, off_min=100)  # picks up at 9
+    # apart (ready_gap_min=0), the older order is the one matched (wait_weight)
+    policy = BatchedPolicy(ready_gap_min=0, wait_weight=10.0)
+    (chosen,) = policy.decide(4, [far_diner, near_diner], [driver], TRAVEL, SERVICE)
+    assert (chosen.order_ids, chosen.dropoff_mins) == (("long",), (33,))
+    # taking "short" along would drop "long" at 43: ten minutes later
+    patient = BatchedPolicy(ready_gap_min=0, wait_weight=10.0, join_delay_min=10)
+    (chosen,) = patient.decide(4, [far_diner, near_diner], [driver], TRAVEL, SERVICE)
+    assert (chosen.order_ids, chosen.dropoff_mins) == (("short", "long"), (16, 43))

@@ -57,6 +57,7 @@ PICKUP_SERVICE_S = 120  # parking, walking in, taking the bag (real seconds)
 DROPOFF_SERVICE_S = 120
 READY_GAP_S = 8 * 60  # a bundle's orders are ready within this of the first (real seconds)
 SOON_S = 10 * 60  # orders and drivers counted as "soon" when sizing bundles (real seconds)
+JOIN_DELAY_S = 6 * 60  # an order joins a committed bundle if it delays none by more (real s)
 MAX_OPEN = 500  # orders planned per round (the oldest)
 
 _OPEN_ORDERS = """
@@ -123,6 +124,7 @@ def live_policy(window_s: float, time_scale: float) -> BatchedPolicy:
     return BatchedPolicy(
         interval_min=max(1, round(window_s)),
         ready_gap_min=max(1, round(READY_GAP_S / time_scale)),
+        join_delay_min=max(1, round(JOIN_DELAY_S / time_scale)),
         lookahead_min=0,  # the live fleet knows the drivers free now, not those soon free
         soon_min=max(1, round(SOON_S / time_scale)),
         cover_reward=float(UNREACHABLE_S),

@@ -17,11 +17,19 @@ any click-to-door time), so that as many orders as
 possible are covered when drivers are short, minus the minutes its orders have already waited
 (``wait_weight``), so that the oldest are covered first, plus ``pay_weight`` minutes per order
 beyond what the driver's guaranteed pay already covers, which breaks ties (several drivers in
-time for a pickup) towards drivers paid anyway. A driver who could not pick up before the end
-of its shift, or whose capacity is too small, is not a candidate. Of the matches, only those
-whose driver is free now and who would pick up later if it left one round later are
-committed; the rest stay open and are planned again at the next round, with whatever new
-orders and freed drivers it brings.
+time for a pickup) towards drivers paid anyway, plus ``later_weight`` minutes per order for
+every minute until the driver is free: a plan that waits for a busy driver is fragile (the
+orders placed meanwhile compete for it), so a driver free now is preferred when it is barely
+later. A driver who could not pick up before the end of its shift, or whose capacity is too
+small, is not a candidate. Of the matches, only those whose driver is free now and who would
+pick up later if it left one round later are committed; the rest stay open and are planned
+again at the next round, with whatever new orders and freed drivers it brings.
+
+A committed bundle then takes along other open orders of its restaurant ready by its pickup,
+when that delays none of its own drop-offs by more than ``join_delay_min`` and the orders it
+takes gain more than the orders aboard lose (against their pickups in the matching; an order the
+matching left without a driver always gains): a driver saved where drivers run short for a
+moment, which the bundle sizes, counting drivers over ``soon_min``, may not see.
 """
 
 from __future__ import annotations
@@ -91,6 +99,8 @@ class BatchedPolicy:
     wait_weight: float = 1.0
     pay_weight: float = 0.5
     cover_reward: float = COVER_REWARD_MIN
+    later_weight: float = 0.3
+    join_delay_min: int = 6
 
     def bundles(
         self,
@@ -136,15 +146,68 @@ class BatchedPolicy:
         cut = self.bundles(now, orders, pool, travel, service)
         pickup, to_restaurant = self._pickups(now, cut, pool, travel, service)
         cost = self._costs(now, cut, pool, pickup)
-        chosen: list[Assignment] = []
-        for b, d in zip(*linear_sum_assignment(cost), strict=True):
-            driver, bundle = pool[d], cut[b]
-            if cost[b, d] >= INFEASIBLE / 2 or driver.free_min > now:
+        matched = [
+            (int(b), int(d))
+            for b, d in zip(*linear_sum_assignment(cost), strict=True)
+            if cost[b, d] < INFEASIBLE / 2
+        ]
+        planned = {b: int(pickup[b, d]) for b, d in matched}
+        commits = []
+        for b, d in matched:
+            if pool[d].free_min > now:
                 continue
             later = now + self.interval_min + int(to_restaurant[b, d]) + service.pickup_half
-            if max(later, bundle.latest_ready_min) > pickup[b, d]:
-                chosen.append(plan_route(driver, bundle.orders, now, travel, service))
+            if max(later, cut[b].latest_ready_min) > pickup[b, d]:
+                commits.append((b, pool[d]))
+        # Earliest pickups first: a bundle taken along by an earlier one is not sent on its own.
+        commits.sort(key=lambda c: (planned[c[0]], c[1].id))
+        taken: set[int] = set()
+        chosen: list[Assignment] = []
+        for b, driver in commits:
+            if b not in taken:
+                taken.add(b)
+                chosen.append(self._join(now, b, driver, cut, planned, taken, travel, service))
         return chosen
+
+    def _join(
+        self,
+        now: int,
+        b: int,
+        driver: Driver,
+        cut: Sequence[Bundle],
+        planned: dict[int, int],
+        taken: set[int],
+        travel: TravelTime,
+        service: Service,
+    ) -> Assignment:
+        """The route of bundle ``b``, with the other open bundles of its restaurant that ride
+        along at little cost (marking them ``taken``); see the module docstring."""
+        orders = cut[b].orders
+        route = plan_route(driver, orders, now, travel, service)
+        own = dict(zip(route.order_ids, route.dropoff_mins, strict=True))
+        for other, extra in enumerate(cut):
+            if (
+                other in taken
+                or extra.orders[0].restaurant != orders[0].restaurant
+                or len(orders) + len(extra.orders) > min(driver.capacity, self.max_bundle)
+                or extra.latest_ready_min > route.pickup_min
+            ):
+                continue
+            joined = sequence([*orders, *extra.orders], travel, service).orders
+            trial = plan_route(driver, joined, now, travel, service)
+            drop = dict(zip(trial.order_ids, trial.dropoff_mins, strict=True))
+            delay = max(drop[o] - t for o, t in own.items())
+            if trial.pickup_min > driver.off_min or delay > self.join_delay_min:
+                continue
+            if other in planned:
+                aboard = zip(route.order_ids, route.dropoff_mins, strict=True)
+                lost = sum(drop[o] - t for o, t in aboard)
+                alone = len(extra.orders) * planned[other] + sum(extra.offsets_min)
+                if alone - sum(drop[o.id] for o in extra.orders) <= lost:
+                    continue
+            orders, route = joined, trial
+            taken.add(other)
+        return route
 
     def _pickups(
         self,
@@ -171,6 +234,8 @@ class BatchedPolicy:
         click_to_door = size[:, None] * pickup + (offsets - placed)[:, None]
         waited = size * now - placed
         cost = click_to_door - (self.cover_reward * size + self.wait_weight * waited)[:, None]
+        busy_for = np.array([max(0, d.free_min - now) for d in pool], dtype=np.float64)
+        cost += self.later_weight * size[:, None] * busy_for[None, :]
         covered = np.array([d.guaranteed_orders for d in pool], dtype=np.float64)
         cost += self.pay_weight * np.maximum(0.0, size[:, None] - covered[None, :])
         off = np.array([d.off_min for d in pool], dtype=np.int64)
