@@ -170,7 +170,7 @@ def render_text(report: Report) -> str:
     for region, fig in report.per_region.items():
         lines += [f"region {region}:", *figures_text(fig)]
     events = sum(report.figures["events"].values())
-    lines.append(f"events of the run's orders: {events}; handled per consumer:")
+    lines.append(f"events of the run's orders: {events}; handled per consumer (of its kinds):")
     lines += [
         f"  {name}: {c['handled']}" + (f" ({c['failed']} failed)" if c["failed"] else "")
         for name, c in report.consumers.items()
