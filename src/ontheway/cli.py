@@ -313,21 +313,16 @@ def worker(
 
     async def main(conns: Connections, stop: asyncio.Event) -> None:
         bus = open_bus(settings, conns)
-        rounds: asyncio.Task[None] | None = None
         try:
             if consumer == "dispatch":
-                from ontheway.dispatch.dispatcher import build_dispatcher, dispatch_consumer
+                from ontheway.dispatch.batching import run_dispatch
+                from ontheway.dispatch.dispatcher import build_dispatcher
 
+                regions = [r.region for r in load_catalog(settings.region_catalog)]
                 dispatcher = build_dispatcher(conns, settings)
-                chosen = dispatch_consumer(dispatcher)
-                if dispatcher.batch is not None:  # the batched policy's rounds, beside
-                    regions = [r.region for r in load_catalog(settings.region_catalog)]
-                    rounds = asyncio.create_task(dispatcher.batch.run(regions, stop))
+                stats = await run_dispatch(conns, bus, dispatcher, regions, stop=stop)
             else:
-                chosen = CONSUMERS[consumer]
-            stats = await run_worker(conns, bus, chosen, stop=stop)
-            if rounds is not None:
-                await rounds
+                stats = await run_worker(conns, bus, CONSUMERS[consumer], stop=stop)
         finally:
             await bus.close()
         console.print(
@@ -457,12 +452,16 @@ def simulate(
     batch_window: Annotated[
         float, typer.Option(min=1, max=3600, help="batched: sim seconds between rounds")
     ] = 60,
+    drain: Annotated[
+        str, typer.Option(help="after the last order, up to this long to serve what is left")
+    ] = "0",
 ) -> None:
     """Simulate a city on its real map through the real API: drivers, customers, kitchens."""
     from ontheway.sim.command import (
         check_api,
         check_maps,
         compare_policies,
+        parse_drain,
         parse_policies,
         parse_regions,
         parse_timing,
@@ -487,7 +486,7 @@ def simulate(
         duration_s=duration_s, speed=speed, seed=random_seed, start=start,
         api=api, out=out, runs_dir=settings.state_dir / "runs", restaurants=restaurants,
         behaviour=Behaviour(accept=accept, ignore=ignore, offline=offline, breaks=breaks),
-        batch_window_s=batch_window,
+        batch_window_s=batch_window, drain_s=parse_drain(drain, speed),
     )  # fmt: skip
     asyncio.run(compare_policies(settings, opts, policies, console))
 

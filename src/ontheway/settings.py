@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     dispatch_policy: Literal["greedy", "batched"] = Field(
         "greedy", description="greedy: each order at once; batched: rounds every window"
     )
+    dispatch_retry_interval_s: float = Field(
+        10.0, gt=0, le=600, description="greedy: orders that found no driver are tried again"
+    )
     dispatch_batch_window_s: float = Field(
         10.0, gt=0, le=600, description="batched: seconds between two rounds of a region"
     )

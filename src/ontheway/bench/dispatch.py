@@ -20,7 +20,7 @@ or with ``spread_km`` anywhere in a square that wide around the map (a city's de
 San Francisco extract's roads are mostly within 1.5 km of its centre, and 200,000 drivers on
 them put many thousands in the fleet search's first 400 m ring).
 
-The relay and the workers run ``run_relay`` and ``run_worker`` with the real dispatcher, each
+The relay and the workers run ``run_relay`` and ``run_dispatch`` with the real dispatcher, each
 in a process of its own (``python -m ontheway.bench.dispatch relay|worker SHARD``) whose
 connections reach the bench's shard only: ``ontheway relay`` and ``ontheway worker`` open
 every shard of the catalog, and would relay and dispatch other runs' orders. A worker takes
@@ -48,9 +48,9 @@ from ontheway.bench.dispatch_world import BenchWorld
 from ontheway.connections import Connections
 from ontheway.events.factory import open_bus
 from ontheway.events.relay import run_relay
-from ontheway.events.worker import run_worker
 from ontheway.orders.models import PlaceOrder
 from ontheway.orders.service import OrderService
+from ontheway.regions import load_catalog
 from ontheway.runall import stop_parts
 from ontheway.settings import Settings, load_settings
 
@@ -275,7 +275,8 @@ def run_dispatch_bench(settings: Settings, console: Console, **options: Any) -> 
 
 
 async def _part(role: str, shard: str, batch: int) -> None:
-    from ontheway.dispatch.dispatcher import build_dispatcher, dispatch_consumer
+    from ontheway.dispatch.batching import run_dispatch
+    from ontheway.dispatch.dispatcher import build_dispatcher
 
     settings = load_settings()
     stop = asyncio.Event()
@@ -288,8 +289,10 @@ async def _part(role: str, shard: str, batch: int) -> None:
         if role == "relay":
             await run_relay(conns, bus, settings.event_stream, stop=stop)
         else:
-            consumer = dispatch_consumer(build_dispatcher(conns, settings))
-            await run_worker(conns, bus, consumer, stop=stop, batch=batch)
+            catalog = load_catalog(settings.region_catalog)
+            regions = [r.region for r in catalog if r.shard == shard]  # the bench's own
+            dispatcher = build_dispatcher(conns, settings)
+            await run_dispatch(conns, bus, dispatcher, regions, stop=stop, batch=batch)
     finally:
         await bus.close()
         await conns.close()

@@ -1,5 +1,8 @@
-"""Batched dispatch on the live platform: the ``batched`` policy of ``dispatch/policies``, run
-every ``dispatch_batch_window_s`` over road travel times (``dispatch_policy = "batched"``).
+"""Rounds over each region's open orders: batched dispatch on the live platform (the ``batched``
+policy of ``dispatch/policies``, run every ``dispatch_batch_window_s`` over road travel times,
+``dispatch_policy = "batched"``), and, with the ``greedy`` policy, the orders that found no
+driver tried again every ``dispatch_retry_interval_s`` (each through ``Dispatcher.dispatch``)
+until a driver takes them or they are cancelled.
 
 In this mode the dispatch consumer does not dispatch an order when its event arrives: it puts
 the order on its region's open list (``dispatch:open:{region}``, a sorted set by time). Every
@@ -41,11 +44,19 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ontheway.dispatch.dispatcher import METRES_PER_MILE, SEARCHING, Dispatcher
+from ontheway.connections import Connections
+from ontheway.dispatch.dispatcher import (
+    METRES_PER_MILE,
+    SEARCHING,
+    Dispatcher,
+    dispatch_consumer,
+)
 from ontheway.dispatch.offering import OfferPending, OrderLocked
 from ontheway.dispatch.policies import Assignment, BatchedPolicy, Driver, OpenOrder, Service
 from ontheway.dispatch.scoring import Scored
 from ontheway.errors import Conflict, OnTheWayError
+from ontheway.events.bus import EventBus
+from ontheway.events.worker import WorkerStats, run_worker
 from ontheway.fleet.model import Candidate, UnknownDriver, VehicleType
 from ontheway.regions import LatLng
 from ontheway.roads.errors import NoRoadMap, OutsideRoadMap
@@ -142,6 +153,12 @@ class BatchDispatcher:
         scale = self.settings.dispatch_batch_time_scale
         self.scale = scale
         self.policy = live_policy(self.settings.dispatch_batch_window_s, scale)
+        self.greedy = self.settings.dispatch_policy == "greedy"
+        self.interval_s = (
+            self.settings.dispatch_retry_interval_s
+            if self.greedy
+            else self.settings.dispatch_batch_window_s
+        )
         self.service = Service(
             max(1, round(PICKUP_SERVICE_S / scale)), max(1, round(DROPOFF_SERVICE_S / scale))
         )
@@ -153,7 +170,7 @@ class BatchDispatcher:
     async def run(self, regions: Sequence[str], stop: asyncio.Event) -> None:
         """A round per region every window until ``stop``; a failed round is logged and the
         next one tries again (nothing is lost: the orders stay on the open list)."""
-        window_s = self.settings.dispatch_batch_window_s
+        window_s = self.interval_s
         while not stop.is_set():
             started = time.monotonic()
             for region in regions:
@@ -170,7 +187,7 @@ class BatchDispatcher:
 
     async def round(self, region: str) -> RoundResult | None:
         """One round for ``region``; None when another worker holds this round."""
-        window_ms = max(1, int(self.settings.dispatch_batch_window_s * 1000))
+        window_ms = max(1, int(self.interval_s * 1000))
         token = secrets.token_hex(8)
         if not await self.redis.set(round_key(region), token, nx=True, px=window_ms):
             return None
@@ -183,6 +200,11 @@ class BatchDispatcher:
         rows = await self._rows(region, ids)
         orders = await self._plannable(region, ids, rows)
         committed, bundles = 0, 0
+        if self.greedy:  # one by one, as on their first try (flagged there when late)
+            for row in orders:
+                committed += await self._one_by_one(region, row["order_id"])
+            left = await self.redis.zcard(open_key(region))
+            return RoundResult(region, len(orders), committed, int(left), 0)
         if orders:
             chosen = await self._decide(region, orders)
             bundles = len(chosen)
@@ -226,14 +248,18 @@ class BatchDispatcher:
             plannable.append(row)
         return plannable
 
-    async def _one_by_one(self, region: str, order_id: str) -> None:
+    async def _one_by_one(self, region: str, order_id: str) -> int:
+        """``Dispatcher.dispatch`` for one order; 1 when it left the list (offered, assigned,
+        or found done)."""
         try:
             outcome = await self.dispatcher.dispatch(order_id)
         except OnTheWayError as exc:  # no driver yet, locked: the next round tries again
-            log.info("batch: %s stays open (%s)", order_id, exc.message)
-            return
+            log.info("dispatch: %s stays open (%s)", order_id, exc.message)
+            return 0
         if outcome.assigned or outcome.offered or outcome.driver_id is not None:
             await self.redis.zrem(open_key(region), order_id)
+            return 1
+        return 0
 
     async def drivers(self, region: str, orders: list[dict[str, Any]]) -> list[Candidate]:
         """Available drivers near the orders' restaurants, each once."""
@@ -359,3 +385,25 @@ class BatchDispatcher:
             await self.redis.zrem(open_key(region), order_id)
             done += 1
         return done
+
+
+async def run_dispatch(
+    conns: Connections,
+    bus: EventBus,
+    dispatcher: Dispatcher,
+    regions: Sequence[str],
+    *,
+    stop: asyncio.Event,
+    batch: int = 100,
+) -> WorkerStats:
+    """The dispatch consumer with its rounds beside it (for ``regions``) until ``stop``."""
+    rounds = None
+    if dispatcher.batch is not None:
+        rounds = asyncio.create_task(dispatcher.batch.run(regions, stop))
+    try:
+        consumer = dispatch_consumer(dispatcher)
+        return await run_worker(conns, bus, consumer, stop=stop, batch=batch)
+    finally:
+        stop.set()
+        if rounds is not None:
+            await rounds

@@ -24,9 +24,11 @@ No road map: a region without one (or a restaurant off its map) is refused with
 ``dispatch_straight_line_kph`` is set, in which case travel time is the straight-line
 distance at that speed. A driver off the map is left out.
 
-No driver: ``NoDriverYet`` is raised, so the worker records it and the stream delivers the
-event again later; once the order has searched for ``dispatch_flag_after_s`` it is also put
-on the region's list for operations (``dispatch:no_driver:{region}``, a sorted set by time).
+No driver: ``dispatch`` raises ``NoDriverYet``; the consumer's handler then puts the order on
+the region's open list, and the rounds of ``batching.py`` try it again every
+``dispatch_retry_interval_s`` until a driver takes it (or it is cancelled). Once the order has
+searched for ``dispatch_flag_after_s`` it is also put on the region's list for operations
+(``dispatch:no_driver:{region}``, a sorted set by time).
 """
 
 from __future__ import annotations
@@ -118,7 +120,10 @@ class Dispatcher:
         self.offers = Offers(
             assignments, queries, roads, timeout_s=settings.dispatch_offer_timeout_s
         )
-        # With the batched policy: its rounds (batching.py); events only queue the order.
+        # Rounds over the region's open orders (batching.py): with the batched policy they
+        # plan every order (events only queue it); with greedy they try again the orders that
+        # found no driver. None: ``NoDriverYet`` goes back to the worker (retried by the
+        # stream, dead-lettered after its last attempt).
         self.batch: BatchDispatcher | None = None
 
     async def dispatch(self, order_id: str, order: dict[str, Any] | None = None) -> Outcome:
@@ -228,11 +233,18 @@ class Dispatcher:
         # committed durably by its own transactions, and a mark lost in a crash only means a
         # redelivery that finds the order done. One flush less per order, off the hot path.
         await conn.execute("SET LOCAL synchronous_commit TO off")
-        if self.batch is not None:
-            await self.batch.enqueue(region_of(event.order_id, "ord"), event.order_id)
+        region = region_of(event.order_id, "ord")
+        if self.batch is not None and self.settings.dispatch_policy == "batched":
+            await self.batch.enqueue(region, event.order_id)
             return
         try:
             await self.dispatch(event.order_id, await fetch_order(conn, event.order_id))
+        except NoDriverYet:
+            if self.batch is None:
+                raise
+            # Not a failure of this event: the order waits on the open list, and the rounds
+            # try it again until a driver comes (it is never dead-lettered for want of one).
+            await self.batch.enqueue(region, event.order_id)
         except NotFound as exc:
             if exc.code != "unknown_order":
                 raise
@@ -265,8 +277,7 @@ def build_dispatcher(conns: Connections, settings: Settings) -> Dispatcher:
         RoadService(conns.graphs, catalog),
         settings,
     )
-    if settings.dispatch_policy == "batched":
-        from ontheway.dispatch.batching import BatchDispatcher
+    from ontheway.dispatch.batching import BatchDispatcher
 
-        dispatcher.batch = BatchDispatcher(dispatcher)
+    dispatcher.batch = BatchDispatcher(dispatcher)
     return dispatcher

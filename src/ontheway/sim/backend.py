@@ -47,8 +47,10 @@ def scaled_env(
         "ONTHEWAY_FLEET_HEARTBEAT_TTL_S": str(max(HEARTBEAT_FLOOR_S, math.ceil(60 / speed))),
         "ONTHEWAY_DISPATCH_OFFER_TIMEOUT_S": f"{max(OFFER_FLOOR_S, 20 / speed):.3f}",
         "ONTHEWAY_DISPATCH_FLAG_AFTER_S": f"{max(2.0, 120 / speed):.3f}",
-        # An order that found no driver is tried again after this (30 s unscaled).
+        # A failed event comes back after this (30 s unscaled); an order that found no
+        # driver is tried again every 30 s unscaled.
         "ONTHEWAY_BUS_CLAIM_IDLE_S": f"{max(1.0, 30 / speed):.3f}",
+        "ONTHEWAY_DISPATCH_RETRY_INTERVAL_S": f"{max(0.5, 30 / speed):.3f}",
         "ONTHEWAY_FLEET_RATE_PER_S": f"{max(2.0, 2 * speed):.3f}",
         "ONTHEWAY_FLEET_RATE_BURST": str(max(20, math.ceil(4 * speed))),
         "ONTHEWAY_EVENT_STREAM": stream,
