@@ -158,6 +158,7 @@ async def test_the_same_seed_generates_the_orders_that_were_placed(
         (("--duration", "forever"), "forever"),
         (("--start", "25:00"), "25:00"),
         (("--api", "http://127.0.0.1:9"), "no API answers"),
+        (("--drain", "soon"), "'soon' is not a duration"),
     ],
 )
 def test_bad_input_is_one_message_and_exit_code_2(
@@ -210,7 +211,7 @@ def test_the_two_dispatch_policies_run_on_the_same_seed_and_are_compared(
     result = run_cli(
         "simulate", "--region", "monaco", "--drivers", "6", "--orders-per-hour", "30",
         "--duration", "20m", "--speed", "100", "--start", "12:00", "--seed", "11",
-        "--policy", "greedy", "--policy", "batched", "--batch-window", "60",
+        "--policy", "greedy", "--policy", "batched", "--batch-window", "60", "--drain", "60m",
         "--out", str(tmp_path),
     timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
@@ -221,6 +222,11 @@ def test_the_two_dispatch_policies_run_on_the_same_seed_and_are_compared(
     # The same seed: the same city and demand, only the dispatcher differs.
     assert greedy.planned_orders == batched.planned_orders > 0
     assert greedy.run_id != batched.run_id
+    # The drain served what was left (a batched dispatcher holds orders until their food is
+    # nearly ready, so without it more of them would still be waiting at the end). An order
+    # every one of the six drivers declined can stay searching: at most one or two.
+    assert batched.cancelled_at_end + greedy.cancelled_at_end <= 2
+    assert "drain" in result.stdout or "every order of the run is settled" in result.stdout
     reports = {
         p: json.loads((tmp_path / p / "report.json").read_text()) for p in ("greedy", "batched")
     }

@@ -70,6 +70,21 @@ def parse_timing(duration: str, speed: float, start: str) -> float:
     return duration_s
 
 
+def parse_drain(text: str, speed: float) -> float:
+    """The drain's simulated seconds (``0``: none), checked like the duration."""
+    try:
+        drain_s = parse_duration_s(text)
+    except BadTime as exc:
+        raise typer.BadParameter(str(exc), param_hint="--drain") from None
+    if drain_s < 0:
+        raise typer.BadParameter("the drain cannot be negative", param_hint="--drain")
+    if drain_s / speed > MAX_WALL_S:
+        raise typer.BadParameter(
+            f"a drain of {text} at x{speed:g} could take more than a day", param_hint="--drain"
+        )
+    return drain_s
+
+
 def import_hint(region: str) -> str:
     """The command that imports a region's road map."""
     known = MAP_FILES.get(region)

@@ -64,6 +64,8 @@ class SimOptions:
     restaurants: int | None = None
     port: int | None = None  # of the backend started for the run (default: a free one)
     policy: str = "greedy"  # the backend's dispatch policy (greedy or batched)
+    drain_s: float = 0.0  # simulated: after the last order, wait up to this for the run's
+    # orders to be delivered (no new orders) before stopping
     batch_window_s: float = 60.0  # simulated seconds between two batched rounds
     behaviour: Behaviour = field(default_factory=Behaviour)
 
@@ -183,6 +185,8 @@ async def _run(
                 ctx.spawn(customers(ctx, world))
                 ctx.spawn(traffic(ctx, world))
             await _wait(ctx, wall_s, proc, console)
+            if opts.drain_s > 0:
+                await _drain(ctx, opts.regions, opts.drain_s / opts.speed, proc, console)
         finally:
             ctx.stop.set()
             record.wall_end = datetime.now(UTC)
@@ -222,6 +226,32 @@ async def _positions(ctx: SimContext, agents: list[DriverAgent], gateway: Gatewa
         record.fix_ticks += 1
         record.fix_tick_max_s = round(max(record.fix_tick_max_s, took), 4)
         await asyncio.sleep(max(0.0, ctx.fix_interval_s - took))
+
+
+async def _drain(
+    ctx: SimContext,
+    regions: list[str],
+    wall_s: float,
+    proc: asyncio.subprocess.Process | None,
+    console: Console,
+) -> None:
+    """No new orders: go on until none of the run's orders is active any more (or ``wall_s``
+    passes), so that what is still cooking or on the road at the end is served too."""
+    deadline = time.monotonic() + wall_s
+    ours = set(ctx.record.orders)
+    token = ctx.token(Role.OPS, "ops_sim", regions=regions)
+    while time.monotonic() < deadline:
+        if proc is not None and proc.returncode is not None:
+            raise RuntimeError(f"the backend exited with code {proc.returncode}")
+        resp = await ctx.call("GET", "/api/ops/orders", token,
+                              params=[("region", r) for r in regions])  # fmt: skip
+        if resp.status_code == 200:
+            active = [o for o in resp.json()["orders"] if o["order_id"] in ours]
+            if not active:
+                console.print(f"{ctx.clock.now():%H:%M} every order of the run is settled")
+                return
+        await asyncio.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+    console.print(f"{ctx.clock.now():%H:%M} the drain is over; orders still active stay so")
 
 
 async def _wait(
