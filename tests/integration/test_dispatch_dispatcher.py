@@ -552,6 +552,7 @@ async def test_a_batched_round_bundles_ready_orders_of_a_restaurant_onto_one_sho
     queries: OrderQueries,
     town: dict[str, Any],
     uid: str,
+    conns: Connections,
 ) -> None:
     await fleet.redis.delete(open_key("sf"))  # what other runs left on the shared stack
     batch = batcher(dispatcher)
@@ -559,13 +560,28 @@ async def test_a_batched_round_bundles_ready_orders_of_a_restaurant_onto_one_sho
     for oid in placed:
         await orders.note(oid, EventType.ORDER_READY, "restaurant", {})
         await batch.enqueue("sf", oid)
+    # And one whose restaurant no road reaches: it must not stop the round for the others.
+    stray = await place(orders, town, f"{uid}_stray")
+    lat, lng = off_map_spot(town)
+    async with conns.shard_connection("americas") as conn:
+        await conn.execute(
+            "UPDATE orders SET restaurant_location = ST_MakePoint(%s, %s)::geography"
+            " WHERE order_id = %s",
+            (lng, lat, stray),
+        )
+        await conn.commit()
+    await batch.enqueue("sf", stray)
     async with a_scooter(fleet, town, 300) as scooter:
         r = town["restaurant"]
         pool = await batch.drivers("sf", [{"restaurant_lat": r["lat"], "restaurant_lng": r["lng"]}])
         assert [c.driver_id for c in pool] == [scooter], pool  # no one else's scooter about
         result = await next_round(batch)
-    # Two orders ready and one driver: one bundle of both, assigned in this round.
-    assert (result.planned, result.bundles, result.committed, result.open) == (2, 1, 2, 0)
+    # Two orders ready and one driver: one bundle of both, assigned in this round; the stray
+    # order went the per-order way (refused without a road map there) and stays open.
+    assert (result.planned, result.bundles, result.committed, result.open) == (2, 1, 2, 1)
+    assert await fleet.redis.zscore(open_key("sf"), stray) is not None
+    assert (await queries.get(stray))["status"] == "searching_driver"
+    await orders.transition(stray, EventType.ORDER_CANCELLED, f"user_{uid}_stray")
     for oid in placed:
         row = await queries.get(oid)
         assert (row["status"], row["driver_id"]) == ("driver_assigned", scooter)

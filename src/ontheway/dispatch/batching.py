@@ -200,11 +200,17 @@ class BatchDispatcher:
         rows = await self._rows(region, ids)
         orders = await self._plannable(region, ids, rows)
         committed, bundles = 0, 0
-        if self.greedy:  # one by one, as on their first try (flagged there when late)
-            for row in orders:
-                committed += await self._one_by_one(region, row["order_id"])
+        # One by one (as on their first try, flagged there when late): every order with the
+        # greedy policy; with batched, those whose restaurant or address is off the road map
+        # (the per-order path refuses them or times them in a straight line), so that one
+        # such order does not stop the round for the others.
+        alone = orders if self.greedy else await self._off_map(region, orders)
+        for row in alone:
+            committed += await self._one_by_one(region, row["order_id"])
+        if self.greedy:
             left = await self.redis.zcard(open_key(region))
             return RoundResult(region, len(orders), committed, int(left), 0)
+        orders = [row for row in orders if row not in alone]
         if orders:
             chosen = await self._decide(region, orders)
             bundles = len(chosen)
@@ -220,6 +226,20 @@ class BatchDispatcher:
             if await self.redis.zscore(open_key(region), row["order_id"]) is not None:
                 await self.dispatcher.flag_if_late(region, row)
         return RoundResult(region, len(orders), committed, int(left), bundles)
+
+    async def _off_map(self, region: str, orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The orders whose restaurant or address no road of the region's map reaches (all of
+        them when the region has no map)."""
+        try:
+            network = await self.dispatcher.roads.network(region)
+        except NoRoadMap:
+            return orders
+        return [
+            row
+            for row in orders
+            if network.snap(row["restaurant_lat"], row["restaurant_lng"]) is None
+            or network.snap(row["customer_lat"], row["customer_lng"]) is None
+        ]
 
     async def _rows(self, region: str, ids: list[str]) -> dict[str, dict[str, Any]]:
         async with self.dispatcher.queries.shards.connection(region) as conn:
