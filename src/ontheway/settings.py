@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     dispatch_policy: Literal["greedy", "batched"] = Field(
         "greedy", description="greedy: each order at once; batched: rounds every window"
     )
+    dispatch_refusal_memory_s: int = Field(
+        300, ge=1, le=86400, description="a driver who declined an order is not asked again "
+        "for this long after the order's last refusal",
+    )  # fmt: skip
     dispatch_retry_interval_s: float = Field(
         10.0, gt=0, le=600, description="greedy: orders that found no driver are tried again"
     )

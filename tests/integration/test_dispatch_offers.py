@@ -170,6 +170,36 @@ async def test_a_declined_order_goes_to_the_next_driver_and_never_back(
     assert offered_to[:2] == [best, next_] and best not in offered_to[2:]
 
 
+async def test_drivers_who_declined_are_asked_again_once_their_refusal_is_forgotten(
+    orders: OrderService,
+    queries: OrderQueries,
+    fleet: FleetStore,  # noqa: F811
+    conns: Connections,
+    roads: RoadService,  # noqa: F811
+    settings: Settings,
+    town: dict[str, Any],  # noqa: F811
+    pair: tuple[str, str],
+    uid: str,
+) -> None:
+    forgetful = make_dispatcher(
+        orders, queries, fleet, conns, roads, settings,
+        dispatch_auto_accept=False, dispatch_radii_mi=(CLOSE,), dispatch_refusal_memory_s=1,
+    )  # fmt: skip
+    best, next_ = pair
+    oid = await place(orders, town, uid)
+    try:
+        assert (await forgetful.dispatch(oid)).driver_id == best
+        await forgetful.offers.decline(oid, best)
+        assert (await forgetful.dispatch(oid)).driver_id == next_
+        await forgetful.offers.decline(oid, next_)
+        # Every driver nearby declined; a second after the last refusal, it is forgotten and
+        # the best of them is asked again (the order does not wait forever).
+        await asyncio.sleep(2.2)
+        assert (await forgetful.dispatch(oid)).driver_id == best
+    finally:
+        await cancel(orders, oid)
+
+
 async def expire(offers: Offers, queries: OrderQueries, oid: str, count: int = 1) -> None:
     """Sweep until the order has ``count`` OFFER_EXPIRED events (any API process running
     the sweeper may be the one that records it)."""

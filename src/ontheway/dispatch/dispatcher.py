@@ -118,8 +118,9 @@ class Dispatcher:
         self.roads = roads
         self.settings = settings
         self.offers = Offers(
-            assignments, queries, roads, timeout_s=settings.dispatch_offer_timeout_s
-        )
+            assignments, queries, roads, timeout_s=settings.dispatch_offer_timeout_s,
+            refused_ttl_s=settings.dispatch_refusal_memory_s,
+        )  # fmt: skip
         # Rounds over the region's open orders (batching.py): with the batched policy they
         # plan every order (events only queue it); with greedy they try again the orders that
         # found no driver. None: ``NoDriverYet`` goes back to the worker (retried by the

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ontheway.dispatch.assign import Assignments
-from ontheway.dispatch.offers import Answer, Claim, OfferBook
+from ontheway.dispatch.offers import REFUSED_TTL_S, Answer, Claim, OfferBook
 from ontheway.dispatch.scoring import Scored
 from ontheway.errors import Conflict, Forbidden, NotFound, OnTheWayError
 from ontheway.fleet.model import UnknownDriver
@@ -121,6 +121,7 @@ class Offers:
         *,
         timeout_s: float,
         lease_s: float = 30.0,
+        refused_ttl_s: int = REFUSED_TTL_S,
     ) -> None:
         self.assignments = assignments
         self.orders = assignments.orders
@@ -129,7 +130,7 @@ class Offers:
         self.queries = queries
         self.roads = roads
         self.timeout_s = timeout_s
-        self.book = OfferBook(assignments.redis, lease_s=lease_s)
+        self.book = OfferBook(assignments.redis, lease_s=lease_s, refused_ttl_s=refused_ttl_s)
 
     async def make(self, order: dict[str, Any], choice: Scored) -> dict[str, Any]:
         """Offer the order to ``choice``; returns the offer message. ``OfferPending`` when

@@ -4,7 +4,8 @@ Keys (the region as hash tag, so each script touches one slot):
 
     order:{sf}:ord_...:offer          hash: driver_id, expires_at (unix s), state, message;
                                       exists from the offer until it is fully resolved
-    order:{sf}:ord_...:offer_refused  set: drivers who declined or let the offer expire
+    order:{sf}:ord_...:offer_refused  set: drivers who declined or let the offer expire, kept
+                                      ``refused_ttl_s`` after the last refusal
     offers:deadlines:{sf}             sorted set: order -> deadline, the OPEN offers
     offers:claimed:{sf}               sorted set: order -> when an answer claimed it, until
                                       that answer is recorded (a lease, see ``claim_due``)
@@ -33,7 +34,7 @@ from ontheway.fleet import keys
 
 # Extra life of the keys beyond the deadline: only a safety net, the sweeper deletes them.
 KEY_GRACE_S = 3600
-REFUSED_TTL_S = 86400
+REFUSED_TTL_S = 300  # default of ``dispatch_refusal_memory_s``
 
 _OPEN = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -160,9 +161,14 @@ def driver_offers_key(region: str, driver_id: str) -> str:
 class OfferBook:
     """Open offers in Redis: open, answer, claim the expired ones, finish."""
 
-    def __init__(self, redis: aioredis.Redis, *, lease_s: float = 30.0) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, *, lease_s: float = 30.0, refused_ttl_s: int = REFUSED_TTL_S
+    ) -> None:
         self.redis = redis
         self.lease_s = lease_s
+        # How long after its last refusal an order keeps its decliners out (then all of them
+        # may be asked again: an order every driver nearby declined does not wait forever).
+        self.refused_ttl_s = refused_ttl_s
         self._open = redis.register_script(_OPEN)
         self._answer = redis.register_script(_ANSWER)
         self._claim_due = redis.register_script(_CLAIM_DUE)
@@ -200,17 +206,18 @@ class OfferBook:
                     driver_offers_key(region, driver_id),
                     keys.active_orders(region, driver_id),
                 ],
-                args=[order_id, driver_id, repr(_now()), state, REFUSED_TTL_S],
+                args=[order_id, driver_id, repr(_now()), state, self.refused_ttl_s],
             )
         return Answer(int(code))
 
     async def refuse(self, region: str, order_id: str, driver_id: str) -> None:
-        """Never offer this order to this driver again."""
+        """Do not offer this order to this driver again (for ``refused_ttl_s`` after the
+        order's last refusal)."""
         key = refused_key(region, order_id)
         with dependency_errors("Redis"):
             pipe = self.redis.pipeline(transaction=True)
             pipe.sadd(key, driver_id)
-            pipe.expire(key, REFUSED_TTL_S)
+            pipe.expire(key, self.refused_ttl_s)
             await pipe.execute()
 
     async def claim_due(self, regions: Sequence[str], *, most: int = 500) -> list[Claim]:
@@ -228,7 +235,7 @@ class OfferBook:
                         most,
                         f"order:{{{region}}}:",
                         keys.driver_prefix(region),
-                        REFUSED_TTL_S,
+                        self.refused_ttl_s,
                     ],
                     client=pipe,
                 )

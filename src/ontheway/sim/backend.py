@@ -51,6 +51,7 @@ def scaled_env(
         # driver is tried again every 30 s unscaled.
         "ONTHEWAY_BUS_CLAIM_IDLE_S": f"{max(1.0, 30 / speed):.3f}",
         "ONTHEWAY_DISPATCH_RETRY_INTERVAL_S": f"{max(0.5, 30 / speed):.3f}",
+        "ONTHEWAY_DISPATCH_REFUSAL_MEMORY_S": str(max(2, math.ceil(300 / speed))),
         "ONTHEWAY_FLEET_RATE_PER_S": f"{max(2.0, 2 * speed):.3f}",
         "ONTHEWAY_FLEET_RATE_BURST": str(max(20, math.ceil(4 * speed))),
         "ONTHEWAY_EVENT_STREAM": stream,

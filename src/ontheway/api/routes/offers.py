@@ -29,6 +29,7 @@ def open_offers(state: AppState, fleet: Fleet) -> Offers:
         state.order_queries,
         state.roads,
         timeout_s=state.settings.dispatch_offer_timeout_s,
+        refused_ttl_s=state.settings.dispatch_refusal_memory_s,
     )
 
 
