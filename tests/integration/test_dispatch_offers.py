@@ -54,9 +54,22 @@ def offering(
     settings: Settings,
 ) -> Dispatcher:
     """A dispatcher that makes offers (no auto-accept), among drivers within 80 m."""
+    return offer_dispatcher(orders, queries, fleet, conns, roads, settings)
+
+
+def offer_dispatcher(
+    orders: OrderService,
+    queries: OrderQueries,
+    fleet: FleetStore,  # noqa: F811
+    conns: Connections,
+    roads: RoadService,  # noqa: F811
+    settings: Settings,
+    **changes: Any,
+) -> Dispatcher:
+    """``offering``'s dispatcher, with ``changes`` to its settings."""
     return make_dispatcher(
         orders, queries, fleet, conns, roads, settings,
-        dispatch_auto_accept=False, dispatch_radii_mi=(CLOSE,),
+        dispatch_auto_accept=False, dispatch_radii_mi=(CLOSE,), **changes,
     )  # fmt: skip
 
 
@@ -181,10 +194,9 @@ async def test_drivers_who_declined_are_asked_again_once_their_refusal_is_forgot
     pair: tuple[str, str],
     uid: str,
 ) -> None:
-    forgetful = make_dispatcher(
-        orders, queries, fleet, conns, roads, settings,
-        dispatch_auto_accept=False, dispatch_radii_mi=(CLOSE,), dispatch_refusal_memory_s=1,
-    )  # fmt: skip
+    forgetful = offer_dispatcher(
+        orders, queries, fleet, conns, roads, settings, dispatch_refusal_memory_s=1
+    )
     best, next_ = pair
     oid = await place(orders, town, uid)
     try:

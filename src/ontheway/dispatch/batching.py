@@ -144,14 +144,14 @@ def live_policy(window_s: float, time_scale: float) -> BatchedPolicy:
 
 
 class BatchDispatcher:
-    """Rounds of the batched policy over a region's open orders (see the module docstring)."""
+    """Rounds over a region's open orders: the batched policy's plan, or greedy's retries of
+    orders that found no driver (see the module docstring)."""
 
     def __init__(self, dispatcher: Dispatcher):
         self.dispatcher = dispatcher
         self.settings = dispatcher.settings
         self.redis = dispatcher.fleet.redis
-        scale = self.settings.dispatch_batch_time_scale
-        self.scale = scale
+        self.scale = scale = self.settings.dispatch_batch_time_scale
         self.policy = live_policy(self.settings.dispatch_batch_window_s, scale)
         self.greedy = self.settings.dispatch_policy == "greedy"
         self.interval_s = (
@@ -210,7 +210,8 @@ class BatchDispatcher:
         if self.greedy:
             left = await self.redis.zcard(open_key(region))
             return RoundResult(region, len(orders), committed, int(left), 0)
-        orders = [row for row in orders if row not in alone]
+        apart = {row["order_id"] for row in alone}
+        orders = [row for row in orders if row["order_id"] not in apart]
         if orders:
             chosen = await self._decide(region, orders)
             bundles = len(chosen)
