@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -39,6 +40,8 @@ app.add_typer(roads_app, name="roads")
 sim_app = typer.Typer(help="Simulation runs and their reports.", no_args_is_help=True)
 app.add_typer(sim_app, name="sim")
 app.add_typer(mdrp_app, name="mdrp")
+eta_app = typer.Typer(help="The learned delivery-time estimate.", no_args_is_help=True)
+app.add_typer(eta_app, name="eta")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -292,6 +295,41 @@ def relay() -> None:
     asyncio.run(run_until_signalled(settings, main))
 
 
+@eta_app.command("train")
+def eta_train(
+    region: Annotated[str, typer.Option(help="region id, e.g. sf")],
+    holdout: Annotated[
+        float, typer.Option(min=0.0, max=0.5, help="latest share of orders kept out to judge it")
+    ] = 0.2,
+    min_deliveries: Annotated[
+        int | None, typer.Option(min=1, help="fewest deliveries to train on (default: settings)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="folder for evaluation.json, plot")] = None,
+) -> None:
+    """Train the region's next ETA model from its ETA log (the database)."""
+    from ontheway.eta.commands import train_command
+
+    asyncio.run(train_command(load_settings(), region, min_deliveries, holdout, console, out))
+
+
+@eta_app.command("evaluate")
+def eta_evaluate(
+    region: Annotated[str, typer.Option(help="region id, e.g. sf")],
+    version: Annotated[str | None, typer.Option(help="model version, e.g. v0002")] = None,
+    after: Annotated[
+        datetime | None,
+        typer.Option(help="deliveries placed after this (default: after its training data)"),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="folder for evaluation.json, plot")] = None,
+) -> None:
+    """Judge an ETA model on deliveries it did not train on."""
+    from ontheway.eta.commands import evaluate_command
+
+    if after is not None and after.tzinfo is None:
+        after = after.replace(tzinfo=UTC)
+    asyncio.run(evaluate_command(load_settings(), region, version, after, console, out))
+
+
 @app.command()
 def worker(
     consumer: Annotated[
@@ -321,6 +359,11 @@ def worker(
                 regions = [r.region for r in load_catalog(settings.region_catalog)]
                 dispatcher = build_dispatcher(conns, settings)
                 stats = await run_dispatch(conns, bus, dispatcher, regions, stop=stop)
+            elif consumer == "eta":
+                from ontheway.eta.consumer import build_eta_consumer
+
+                eta = build_eta_consumer(conns, settings)
+                stats = await run_worker(conns, bus, eta, stop=stop)
             else:
                 stats = await run_worker(conns, bus, CONSUMERS[consumer], stop=stop)
         finally:

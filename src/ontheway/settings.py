@@ -112,6 +112,17 @@ class Settings(BaseSettings):
         1.0, gt=0, le=1000, description="batched: travel and service times divided by this "
         "(the simulator's speed; 1 on a real platform)",
     )  # fmt: skip
+    time_scale: float = Field(
+        1.0, gt=0, le=1000, description="how many times faster than the wall clock the world "
+        "moves (the simulator's speed; 1 on a real platform): road and service times are world "
+        "seconds, timestamps wall seconds",
+    )  # fmt: skip
+    eta_model_dir: Path = Field(
+        Path(".ontheway/models/eta"), description="learned ETA models, one folder per region"
+    )
+    eta_min_deliveries: int = Field(
+        200, ge=20, description="deliveries a region needs before an ETA model is trained"
+    )
     eta_assignment_allowance_s: float = Field(
         300.0, ge=0, le=7200, description="placement ETA: a driver's way to the restaurant when "
         "no available driver is near (seconds)",

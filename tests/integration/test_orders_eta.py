@@ -189,7 +189,7 @@ async def test_the_estimate_by_road_is_the_sum_of_its_legs_and_follows_the_neare
     assert legs["food_ready_s"] == 600
     expected_s = max(to_restaurant, 600) + PICKUP_SERVICE_S + to_customer + DROPOFF_SERVICE_S
     promised = (when(order, "estimated_delivery") - when(order, "created_at")).total_seconds()
-    assert promised == pytest.approx(expected_s, abs=0.01)
+    assert promised == pytest.approx(expected_s, abs=0.2)  # legs kept to 0.1 s
     assert legs["delivered_s"] == pytest.approx(expected_s, abs=0.06)
 
 
@@ -205,7 +205,7 @@ async def test_without_a_near_driver_the_estimate_takes_the_assignment_allowance
     to_customer = (await world.roads.route([MOSCONE, UNION_SQUARE])).duration_s
     promised = (when(order, "estimated_delivery") - when(order, "created_at")).total_seconds()
     expected = max(settings.eta_assignment_allowance_s, 600) + PICKUP_SERVICE_S + to_customer
-    assert promised == pytest.approx(expected + DROPOFF_SERVICE_S, abs=0.01)
+    assert promised == pytest.approx(expected + DROPOFF_SERVICE_S, abs=0.2)  # legs kept to 0.1 s
 
 
 async def test_a_restaurant_off_the_map_gets_the_straight_line_estimate_and_says_why(
@@ -218,7 +218,7 @@ async def test_a_restaurant_off_the_map_gets_the_straight_line_estimate_and_says
     assert legs["reason"] == "outside_road_map"
     promised = (when(order, "estimated_delivery") - when(order, "created_at")).total_seconds()
     expected = 600 + STRAIGHT_LINE_HANDOVER_S + order["distance_m"] / STRAIGHT_LINE_SPEED_MPS
-    assert promised == pytest.approx(expected, abs=0.01)
+    assert promised == pytest.approx(expected, abs=0.2)  # legs kept to 0.1 s
     assert legs["distance_m"] == pytest.approx(order["distance_m"], abs=0.06)
 
 

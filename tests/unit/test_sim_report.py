@@ -32,7 +32,7 @@ def row(order_id: str = "ord_sf_0000000000", **over: Any) -> dict[str, Any]:
         "total": Decimal("12.00"),
         "status": "searching_driver", "delivery_address": "", "customer_lat": 37.7,
         "customer_lng": -122.4, "restaurant_lat": 37.71, "restaurant_lng": -122.41,
-        "created_at": T0, "estimated_delivery": at(1800), "pickup_time": None,
+        "created_at": T0, "estimated_delivery": at(30), "pickup_time": None,
         "delivered_at": None, "distance_m": 1000.0, "payment_status": "authorized",
     }  # fmt: skip
     return {**base, **over}
@@ -80,13 +80,24 @@ def test_simulated_durations_are_scaled_and_system_latencies_are_not() -> None:
     assert f.offer_to_accept_ms([order]) == [pytest.approx(500.0)]
 
 
-def test_eta_error_compares_the_real_world_promise_with_the_scaled_actual() -> None:
-    # Promised 30 min after placement; delivered after 40 wall s at x60 = 40 sim min.
+def test_eta_error_scales_the_promise_and_the_actual_alike() -> None:
+    # Promised 30 wall s (30 sim min at x60) after placement; delivered after 40 wall s at x60
+    # = 40 sim min.
     late = delivered_order(wall_s=40)
     assert f.eta_error_min([late], speed=60) == [pytest.approx(10.0)]
     # Delivered after 20 wall s at x60 = 20 sim min: 10 min early.
     early = delivered_order(wall_s=20)
     assert f.eta_error_min([early], speed=60) == [pytest.approx(-10.0)]
+
+
+def test_the_window_holds_a_delivery_between_its_earliest_and_latest_edges() -> None:
+    def order(wall_s: float, window: dict[str, str] | None) -> f.OrderFacts:
+        first = ev("ORDER_PLACED", 0, order=order_view(row()), eta=window)
+        return f.OrderFacts("a", "sf", None, [first, ev("ORDER_DELIVERED", wall_s)])
+
+    window = {"earliest": at(25).isoformat(), "latest": at(35).isoformat()}
+    inside, late, early = order(30, window), order(36, window), order(24, window)
+    assert f.eta_in_window([inside, late, early, order(30, None)]) == [1.0, 0.0, 0.0]
 
 
 def test_a_driver_carrying_two_orders_at_once_counts_the_overlap_once() -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
 
+from ontheway.eta.log import insert_estimate
 from ontheway.events.model import Event
 from ontheway.notifications.consumer import NOTIFY_HANDLERS, RATINGS_HANDLERS
 from ontheway.orders.lifecycle import EventType
@@ -86,17 +87,22 @@ _TIMING_COLUMN = {
 
 
 async def record_placed(conn: Any, event: Event) -> None:
-    """The promise made at placement, how it was made (road or straight line) and its legs."""
+    """The promise made at placement, how it was made (road or straight line), its legs and,
+    in the ETA log, the estimate with its features (``ontheway.eta``)."""
     order = event.data["order"]
     legs = event.data.get("eta_legs")
+    estimate = event.data.get("eta")
+    scale = float(estimate.get("time_scale", 1.0)) if estimate else 1.0
     await conn.execute(
         "INSERT INTO order_timings (order_id, region, restaurant_id, placed_at,"
-        " promised_delivery, eta_method, eta_legs) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT (order_id) DO NOTHING",
+        " promised_delivery, eta_method, eta_legs, time_scale)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (order_id) DO NOTHING",
         (event.order_id, order["region"], order["restaurant_id"], event.ts,
          _time(order.get("estimated_delivery")), event.data.get("eta_method"),
-         None if legs is None else Jsonb(legs)),
+         None if legs is None else Jsonb(legs), scale),
     )  # fmt: skip
+    if estimate and "features" in estimate:
+        await insert_estimate(conn, event.order_id, event.event_id, event.ts, estimate)
 
 
 async def record_reroute(conn: Any, event: Event) -> None:

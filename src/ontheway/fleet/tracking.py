@@ -34,9 +34,16 @@ async def publish_status(redis: aioredis.Redis, order_id: str, status: str) -> N
     await _publish(redis, order_id, {"type": "status", "status": status})
 
 
-async def publish_eta(redis: aioredis.Redis, order_id: str, estimated_delivery: str) -> None:
-    """Tell the order's trackers its new delivery estimate (RFC 3339, UTC)."""
-    await _publish(redis, order_id, {"type": "eta", "estimated_delivery": estimated_delivery})
+async def publish_eta(
+    redis: aioredis.Redis,
+    order_id: str,
+    estimated_delivery: str,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Tell the order's trackers its new delivery estimate (RFC 3339, UTC), with ``extra``
+    facts of it (its window ``earliest`` / ``latest``, ``stage``, ``method``)."""
+    message = {"type": "eta", "estimated_delivery": estimated_delivery, **(extra or {})}
+    await _publish(redis, order_id, message)
 
 
 async def publish_inbox(redis: aioredis.Redis, recipient: str, message: dict[str, Any]) -> int:

@@ -21,6 +21,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from ontheway.errors import Conflict, InvalidInput, NotFound
+from ontheway.eta.placement import PlacementLearner
 from ontheway.fleet.service import open_store
 from ontheway.orders import pricing
 from ontheway.orders.ids import new_id, region_of
@@ -66,6 +67,7 @@ class OrderPlacement:
         self.shards = shards
         self.estimator: PlacementEstimator | None = None
         conns = shards.conns
+        self.learner = PlacementLearner.for_settings(conns.settings)
         if roads is None and conns.graphs is not None:
             roads = RoadService(conns.graphs, shards.catalog)
         if roads is not None:
@@ -120,7 +122,7 @@ class OrderPlacement:
                 if first is not None:
                     return order_view(await fetch_order(conn, first)), False
             row = await self._place(conn, region, order_id, customer_id, cmd, now, eta, zone)
-        return order_view(row), True
+        return order_view(row) | {"eta": self.learner.public(eta)}, True
 
     async def _prepare(
         self, region: str, cmd: PlaceOrder, now: datetime
@@ -131,16 +133,18 @@ class OrderPlacement:
         async with self.shards.connection(region) as conn:
             cur = await conn.execute(_RESTAURANT_POINT, (loc.lng, loc.lat, cmd.restaurant_id))
             found = await cur.fetchone()
-        if found is None:
-            raise InvalidInput(
-                f"no restaurant {cmd.restaurant_id!r}",
-                field="restaurant_id",
-                code="unknown_restaurant",
-            )
+            if found is None:
+                raise InvalidInput(
+                    f"no restaurant {cmd.restaurant_id!r}",
+                    field="restaurant_id",
+                    code="unknown_restaurant",
+                )
+            kitchen = await self.learner.kitchen(conn, cmd.restaurant_id, now)
         prep_s, distance_m = float(found["prep_time_mean_s"]), float(found["distance_m"])
         if self.estimator is None:
-            return straight_line_eta(now, prep_s, distance_m, "no_road_service"), None
-        return await self.estimator.prepare(
+            eta = straight_line_eta(now, prep_s, distance_m, "no_road_service")
+            return self.learner.learned(region, eta, kitchen, now), None
+        eta, zone = await self.estimator.prepare(
             region,
             cmd.restaurant_id,
             now,
@@ -149,6 +153,7 @@ class OrderPlacement:
             prep_s,
             distance_m,
         )
+        return self.learner.learned(region, eta, kitchen, now), zone
 
     async def _claim_key(
         self, conn: Conn, customer_id: str, key: str, digest: str, order_id: str

@@ -115,10 +115,14 @@ class PlacementEta:
     method: Literal["road", "straight_line"]
     estimated_delivery: datetime
     legs: dict[str, Any]
+    # The estimate promised (``ontheway.eta``): the baseline or the region's learned model,
+    # with its window, stage and features; None when only the route-based sum was made.
+    estimate: dict[str, Any] | None = None
 
     def event_data(self) -> dict[str, Any]:
         """What ``ORDER_PLACED`` records beside the order."""
-        return {"eta_method": self.method, "eta_legs": self.legs}
+        found = {"eta_method": self.method, "eta_legs": self.legs}
+        return found if self.estimate is None else found | {"eta": self.estimate}
 
 
 def straight_line_eta(

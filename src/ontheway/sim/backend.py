@@ -44,6 +44,8 @@ def scaled_env(
         # Road travel times are real seconds, the simulated drivers drive ``speed`` times
         # faster: the batched policy compares them with kitchens on the wall clock.
         "ONTHEWAY_DISPATCH_BATCH_TIME_SCALE": f"{speed:g}",
+        # The same for delivery estimates: legs in world seconds, promises on the wall clock.
+        "ONTHEWAY_TIME_SCALE": f"{speed:g}",
         "ONTHEWAY_FLEET_HEARTBEAT_TTL_S": str(max(HEARTBEAT_FLOOR_S, math.ceil(60 / speed))),
         "ONTHEWAY_DISPATCH_OFFER_TIMEOUT_S": f"{max(OFFER_FLOOR_S, 20 / speed):.3f}",
         "ONTHEWAY_DISPATCH_FLAG_AFTER_S": f"{max(2.0, 120 / speed):.3f}",

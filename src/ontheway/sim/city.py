@@ -3,11 +3,13 @@
 Customers place the region's planned orders (demand.py) at their simulated times through
 ``POST /api/orders`` with customer tokens (an ``Idempotency-Key`` per order, so a retried
 request never orders twice). The restaurant of each placed order confirms it after a short
-while with a preparation time drawn from its own lognormal, and marks it ready when that time
-has passed (``/confirm``, ``/ready``); the time it sends is in wall seconds, as the server
-counts. Traffic thickens and thins with the rush hours through ``POST /api/ops/traffic``, on a
-few small areas around the busiest restaurants (a small change is written in milliseconds; a
-large one makes FalkorDB rebuild its index).
+while with its usual preparation time (its median, to 5 minutes: an estimate, as a real
+kitchen gives), and marks it ready when the order's true time has passed, drawn from the real
+restaurant it cooks like (``/confirm``, ``/ready``; plan.py); the time it sends is in wall
+seconds, as the server counts. The true time is never sent. Traffic thickens and thins with
+the rush hours through ``POST /api/ops/traffic``, on a few small areas around the busiest
+restaurants (a small change is written in milliseconds; a large one makes FalkorDB rebuild its
+index).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import random
 from ontheway.auth import Role
 from ontheway.sim.context import SimContext
 from ontheway.sim.demand import PlannedOrder, rush_factor
-from ontheway.sim.plan import prep_time_s
+from ontheway.sim.plan import prep_time_s, usual_prep_s
 from ontheway.sim.world import RegionWorld
 
 TRAFFIC_EVERY_S = 600.0  # simulated seconds between traffic updates
@@ -63,16 +65,20 @@ async def _place(
         return
     order_id = resp.json()["order_id"]
     ctx.record.orders.append(order_id)
-    await _kitchen(ctx, rid, order_id, confirm_s, prep_s)
+    usual_s = usual_prep_s(world.restaurants[planned.restaurant])
+    await _kitchen(ctx, rid, order_id, confirm_s, usual_s, prep_s)
 
 
-async def _kitchen(ctx: SimContext, rid: str, order_id: str, confirm_s: float, prep_s: int) -> None:
-    """The restaurant confirms, cooks, and says the food is ready."""
+async def _kitchen(
+    ctx: SimContext, rid: str, order_id: str, confirm_s: float, usual_s: int, prep_s: int
+) -> None:
+    """The restaurant confirms with its usual time (``usual_s``), cooks for the order's true
+    time (``prep_s``), and says the food is ready."""
     token = ctx.token(Role.RESTAURANT, rid)
     ready = ctx.ready_event(order_id)
     try:
         await ctx.clock.sleep(confirm_s)
-        wall_prep = max(1, round(ctx.clock.wall_s(prep_s)))
+        wall_prep = max(1, round(ctx.clock.wall_s(usual_s)))
         resp = await ctx.call("POST", f"/api/orders/{order_id}/confirm", token,
                               json={"prep_time_s": wall_prep})  # fmt: skip
         if resp.status_code != 200:

@@ -1,5 +1,6 @@
 """What every agent of a run shares: the clock, the HTTP client, tokens, the kitchen's
-"food is ready" signals and the run's record."""
+"food is ready" signals, the run's record, and its restaurants by location (the simulator's
+own: a driver knows a restaurant's parking, which the platform never learns)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import httpx
 
 from ontheway.auth import Role, issue_token
 from ontheway.sim.clock import SimClock
+from ontheway.sim.plan import RestaurantPlan
 from ontheway.sim.record import RunRecord
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,7 @@ class SimContext:
     fix_interval_s: float  # wall seconds between a driver's position reports
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     ready: dict[str, asyncio.Event] = field(default_factory=dict)
+    restaurants: dict[tuple[float, float], RestaurantPlan] = field(default_factory=dict)
     _tokens: dict[tuple[Role, str], str] = field(default_factory=dict)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(IN_FLIGHT))
@@ -80,6 +83,14 @@ class SimContext:
         if len(self.record.notes) < 200:
             self.record.notes.append(text[:300])
 
+    def add_restaurants(self, plans: list[RestaurantPlan]) -> None:
+        """Know these restaurants by their location (see ``restaurant_at``)."""
+        self.restaurants.update({_place_key(p.lat, p.lng): p for p in plans})
+
+    def restaurant_at(self, lat: float, lng: float) -> RestaurantPlan | None:
+        """The run's restaurant at this location (as an order gives it), None if none."""
+        return self.restaurants.get(_place_key(lat, lng))
+
     def ready_event(self, order_id: str) -> asyncio.Event:
         """Set by the restaurant when the order's food is ready."""
         return self.ready.setdefault(order_id, asyncio.Event())
@@ -110,3 +121,8 @@ class SimContext:
                 last = RuntimeError(f"{resp.status_code} {resp.text[:200]}")
             await asyncio.sleep(0.2 * 2**attempt)
         raise RuntimeError(f"{method} {path} failed: {last!r}")
+
+
+def _place_key(lat: float, lng: float) -> tuple[float, float]:
+    # To about 0.1 m: a location read back from PostGIS may differ in its last bits.
+    return round(lat, 6), round(lng, 6)

@@ -7,6 +7,11 @@ the other: drive to the restaurant along the road (the route pushed at acceptanc
 ``GET /api/route``), ``/arrived``, wait for the food, ``/picked-up``, drive to the customer,
 ``/delivered``. Sometimes it vanishes mid-delivery: the socket closes and fixes stop, so only
 the server's offline monitor can notice; it comes back later and finishes what it still holds.
+
+What the platform cannot see varies (plan.py): each leg takes the route's duration times the
+driver's own pace and the trip's traffic; the wait for the food, once ready, depends on the
+restaurant's parking (the driver knows the restaurant by its location: ``SimContext``), and
+the hand-over at the door varies from seconds to minutes.
 """
 
 from __future__ import annotations
@@ -25,10 +30,18 @@ from websockets.exceptions import WebSocketException
 from ontheway.auth import Role
 from ontheway.sim.context import SimContext
 from ontheway.sim.motion import Trip, distance_m, split_legs
-from ontheway.sim.plan import DriverPlan, offer_decision, vanish_decision
+from ontheway.sim.plan import (
+    DriverPlan,
+    handover_s,
+    leg_duration_s,
+    offer_decision,
+    pickup_wait_s,
+    vanish_decision,
+)
 
 Point = tuple[float, float]
 REFRESH_S = 900.0  # simulated seconds an idle app waits before refreshing its orders
+UNKNOWN_PARKING_S = 75.0  # at a restaurant not of the run (placed by hand, say)
 
 
 class Vanish(Exception):
@@ -219,7 +232,8 @@ class DriverAgent:
             for oid in [order_id, *(o["order_id"] for o in along)]:
                 if oid in self.ctx.ready:  # one of the run's: its kitchen will say when
                     await self.ctx.ready[oid].wait()
-            await clock.sleep(rng.uniform(30, 120))
+            kitchen = self.ctx.restaurant_at(*rest)
+            await clock.sleep(pickup_wait_s(rng, kitchen) if kitchen else UNKNOWN_PARKING_S)
             if not await self._step(order_id, "picked-up"):
                 return
             along = [o for o in along if await self._step(o["order_id"], "picked-up")]
@@ -229,7 +243,7 @@ class DriverAgent:
                 onward = None  # the pushed route was for this order alone, from the restaurant
             leg = onward or (await self._legs(order_id, [dest]))[-1]
             await self._drive(leg, vanish_at if vanish_leg == 1 else None)
-            await clock.sleep(rng.uniform(30, 90))
+            await clock.sleep(handover_s(rng))
             if await self._step(order_id, "delivered"):
                 self.ctx.record.deliveries += 1
         for other in along:
@@ -282,7 +296,9 @@ class DriverAgent:
         return [([a, b], distance_m(a, b) / 5.5) for a, b in pairwise(points)]
 
     async def _drive(self, leg: tuple[list[Point], float], vanish_at: float | None) -> None:
-        points, duration_s = leg
+        """Along the leg's points, at this driver's pace in this trip's traffic."""
+        points, route_s = leg
+        duration_s = leg_duration_s(self.trip_rng, self.plan, route_s)
         clock = self.ctx.clock
         self.trip = Trip(points, clock.elapsed_sim_s(), duration_s)
         try:

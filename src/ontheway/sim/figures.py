@@ -4,7 +4,8 @@ Each order comes as its row (``ORDER_SELECT``) and its events (oldest first). Du
 of two kinds: system latencies (placement to assignment, offer to acceptance) stay in wall
 milliseconds; durations the simulated city lives through (click to door, waiting at the
 restaurant, the ETA's error) are wall seconds times the run's speed, in simulated minutes.
-The server's ETA at placement is a real-world duration already: it is compared unscaled.
+The server's promise at placement is on the wall clock too (the backend runs with
+``ONTHEWAY_TIME_SCALE`` = the speed): it is scaled like the rest.
 """
 
 from __future__ import annotations
@@ -115,8 +116,8 @@ def ready_to_pickup_min(orders: Sequence[OrderFacts], speed: float) -> list[floa
 
 def eta_error_min(orders: Sequence[OrderFacts], speed: float) -> list[float]:
     """Actual minus promised delivery time, both from placement, in simulated minutes
-    (positive: late). The promise is ORDER_PLACED's ``estimated_delivery``, a real-world
-    duration; the actual is wall time times ``speed``."""
+    (positive: late). The promise is ORDER_PLACED's ``estimated_delivery``; both are wall
+    times, times ``speed``."""
     out = []
     for o in orders:
         placed = next((e for e in o.events if e["event_type"] == EventType.ORDER_PLACED), None)
@@ -129,7 +130,23 @@ def eta_error_min(orders: Sequence[OrderFacts], speed: float) -> list[float]:
         if promised is None:
             continue
         actual_s = (delivered - placed["ts"]).total_seconds() * speed
-        out.append((actual_s - (promised - created).total_seconds()) / 60)
+        promised_s = (promised - created).total_seconds() * speed
+        out.append((actual_s - promised_s) / 60)
+    return out
+
+
+def eta_in_window(orders: Sequence[OrderFacts]) -> list[float]:
+    """Per delivered order whose promise came with a window (ORDER_PLACED's ``eta``): 1.0 when
+    it was delivered between the window's ``earliest`` and ``latest``, else 0.0."""
+    out = []
+    for o in orders:
+        placed = next((e for e in o.events if e["event_type"] == EventType.ORDER_PLACED), None)
+        delivered = _first(o.events, EventType.ORDER_DELIVERED)
+        window = (placed["data"].get("eta") or {}) if placed is not None else {}
+        earliest, latest = _time(window.get("earliest")), _time(window.get("latest"))
+        if delivered is None or earliest is None or latest is None:
+            continue
+        out.append(1.0 if earliest <= delivered <= latest else 0.0)
     return out
 
 

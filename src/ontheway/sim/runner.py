@@ -158,6 +158,8 @@ async def _run(
         ctx = SimContext(record.api_url, settings.jwt_key(), clock, record, http,
                          token_ttl_s=int(wall_s) + 3600, seed=opts.seed,
                          fix_interval_s=interval)  # fmt: skip
+        for world in worlds:
+            ctx.add_restaurants(world.restaurants)
         ops = ctx.token(Role.OPS, "ops_sim", regions=opts.regions)
         console.print(f"dashboard: [bold]{record.api_url}/#token={ops}[/]", soft_wrap=True)
         console.print(

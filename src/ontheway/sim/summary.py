@@ -64,6 +64,7 @@ def group_figures(
         **{name: f.stats(values) for name, values in series.items() if name != "eta_error_min"},
         "eta_error_min": f.stats(eta),
         "eta_abs_error_min": f.stats([abs(v) for v in eta]),
+        "eta_in_window": f.stats(f.eta_in_window(orders)),
         "drivers": len(busy),
         "reassignments": events.get(EventType.DRIVER_UNAVAILABLE.value, 0),
         "offers": events.get(EventType.DRIVER_OFFERED.value, 0),
@@ -156,6 +157,7 @@ def figures_text(fig: dict[str, Any]) -> list[str]:
         _line("ready to pickup", fig["ready_to_pickup_min"], "sim min", ("mean", "p90")),
         _line("ETA error (late +)", fig["eta_error_min"], "sim min", ("mean", "p90")),
         _line("ETA abs error", fig["eta_abs_error_min"], "sim min", ("mean", "p90")),
+        _line("ETA window held it", fig["eta_in_window"], "share", ("mean",), 2),
         _line("driver utilisation", fig["utilisation"], "share", ("mean", "p50", "p90"), 2),
         f"  reassignments {fig['reassignments']}, offers {fig['offers']} (declined "
         f"{fig['offers_declined']}, expired {fig['offers_expired']}), flagged orders "

@@ -69,7 +69,8 @@ class WorldSize:
 def plan_world(
     seed: int, region: str, lat: Any, lng: Any, size: WorldSize, behaviour: Behaviour
 ) -> RegionWorld:
-    """The region's restaurants, drivers and orders on its nodes (no I/O)."""
+    """The region's restaurants, drivers and orders on its nodes (no I/O but reading the
+    packaged preparation times, once a process)."""
     restaurants = plan_restaurants(seed, region, lat, lng, size.restaurants)
     dropoffs = [dropoff_nodes(seed, region, lat, lng, r) for r in restaurants]
     drivers = plan_drivers(seed, region, lat, lng, restaurants, size.drivers, behaviour)

@@ -1,0 +1,165 @@
+"""The ETA consumer (``ontheway worker --consumer eta``): the ETA log, and a new estimate at
+assignment, at pickup and after every re-route (``ROUTE_UPDATED``), pushed to the customer's
+tracking socket as an ``eta`` message with its window. The promise made at placement stays
+in ``order_timings.promised_delivery`` and in the first estimate of ``eta_estimates``.
+
+A new estimate's legs are from where the driver is now (its last position in Redis): the road
+to the restaurant unless the food is picked up, the preparation still to come (the kitchen's
+confirmed time, else the restaurant's profile, minus the time already spent; none once the
+food is ready), the service times and the road to the customer. No road (off the map): the
+straight line at the placement estimate's average speed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ontheway.connections import Connections
+from ontheway.errors import InvalidInput, NotFound
+from ontheway.eta.estimator import Estimate, EtaEstimator, stored_features
+from ontheway.eta.facts import driver_pace, restaurant_facts
+from ontheway.eta.features import Context, Legs, Stage
+from ontheway.eta.log import insert_estimate
+from ontheway.eta.placement import registry_for
+from ontheway.events.consumers import ETA, AfterCommit, Consumer, Handler
+from ontheway.events.model import Event
+from ontheway.fleet.service import open_store
+from ontheway.fleet.store import FleetStore
+from ontheway.fleet.tracking import publish_eta
+from ontheway.orders.lifecycle import EventType, Status
+from ontheway.regions import LatLng, load_catalog
+from ontheway.roads.errors import Unreachable
+from ontheway.roads.geo import haversine_m
+from ontheway.roads.planning import DROPOFF_SERVICE_S, PICKUP_SERVICE_S, STRAIGHT_LINE_SPEED_MPS
+from ontheway.roads.routing import RoadService
+from ontheway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ACTIVE = (Status.DRIVER_ASSIGNED.value, Status.DRIVER_AT_RESTAURANT.value, Status.PICKED_UP.value)
+_ORDER = """
+SELECT o.order_id, o.region, o.restaurant_id, o.status, o.driver_id, o.created_at,
+       ST_Y(o.restaurant_location::geometry) AS r_lat,
+       ST_X(o.restaurant_location::geometry) AS r_lng,
+       ST_Y(o.customer_location::geometry) AS c_lat,
+       ST_X(o.customer_location::geometry) AS c_lng,
+       coalesce(r.prep_time_mean_s, 0) AS prep_s, t.confirmed_prep_s, t.ready_at
+FROM orders o LEFT JOIN restaurants r USING (restaurant_id)
+     LEFT JOIN order_timings t USING (order_id)
+WHERE o.order_id = %s
+"""
+
+
+@dataclass
+class Reestimator:
+    """Makes, keeps and pushes an order's new estimate."""
+
+    estimator: EtaEstimator
+    roads: RoadService
+    fleet: FleetStore
+
+    async def reestimate(self, conn: Any, event: Event, stage: Stage) -> AfterCommit | None:
+        """A new estimate of the order's delivery (None: the order is no longer under way,
+        or its driver has no position)."""
+        cur = await conn.execute(_ORDER, (event.order_id,))
+        order = await cur.fetchone()
+        if order is None or order["status"] not in ACTIVE or order["driver_id"] is None:
+            return None
+        at = await self.fleet.position(order["region"], order["driver_id"])
+        if at is None:
+            return None
+        now = event.ts
+        scale = self.estimator.time_scale
+        picked = order["status"] == Status.PICKED_UP.value
+        legs = await self._legs(order, LatLng(lat=at[0], lng=at[1]), picked, now)
+        kitchen = await restaurant_facts(conn, order["restaurant_id"], now, scale)
+        ctx = Context(
+            elapsed_s=(now - order["created_at"]).total_seconds() * scale,
+            restaurant_prep_recent_s=kitchen.prep_recent_s, restaurant_prep_n=kitchen.prep_n,
+            restaurant_queue=kitchen.queue,
+            confirmed_prep_s=_scaled(order["confirmed_prep_s"], scale),
+            driver_pace=await driver_pace(conn, order["driver_id"]),
+            driver_distance_m=haversine_m(at[0], at[1], order["r_lat"], order["r_lng"]),
+        )  # fmt: skip
+        est = self.estimator.estimate(order["region"], stage, legs, ctx, now)
+        stored = est.to_dict() | {"features": stored_features(est)}
+        await insert_estimate(conn, event.order_id, event.event_id, now, stored)
+        return _push(event.order_id, est)
+
+    async def _legs(self, order: dict[str, Any], driver: LatLng, picked: bool,
+                    now: datetime) -> Legs:  # fmt: skip
+        restaurant = LatLng(lat=order["r_lat"], lng=order["r_lng"])
+        customer = LatLng(lat=order["c_lat"], lng=order["c_lng"])
+        if picked:
+            to_restaurant, to_customer = 0.0, await self._travel(driver, customer)
+            return Legs(0.0, 0.0, 0.0, 0.0, to_customer, DROPOFF_SERVICE_S)
+        to_restaurant = await self._travel(driver, restaurant)
+        to_customer = await self._travel(restaurant, customer)
+        scale = self.estimator.time_scale
+        if order["ready_at"] is not None:
+            remaining = 0.0
+        else:
+            prep = _scaled(order["confirmed_prep_s"], scale) or float(order["prep_s"])
+            remaining = max(0.0, prep - (now - order["created_at"]).total_seconds() * scale)
+        return Legs(0.0, to_restaurant, remaining, PICKUP_SERVICE_S, to_customer,
+                    DROPOFF_SERVICE_S)  # fmt: skip
+
+    async def _travel(self, a: LatLng, b: LatLng) -> float:
+        """By road; off the map or unreachable, the straight line at an average speed."""
+        try:
+            found = (await self.roads.many_to_many([a], [b]))[0][0]
+        except (Unreachable, InvalidInput, NotFound) as exc:
+            log.debug("ETA by straight line: %s", exc)
+            found = None
+        if found is None:
+            return haversine_m(a.lat, a.lng, b.lat, b.lng) / STRAIGHT_LINE_SPEED_MPS
+        return float(found)
+
+
+def _scaled(wall_s: float | None, scale: float) -> float | None:
+    return None if wall_s is None else float(wall_s) * scale
+
+
+def _push(order_id: str, est: Estimate) -> Callable[[Connections], Awaitable[None]]:
+    async def push(conns: Connections) -> None:
+        found = est.to_dict()
+        extra = {k: found[k] for k in ("earliest", "latest", "stage", "method")}
+        await publish_eta(conns.require_redis(), order_id, found["estimated_delivery"], extra)
+
+    return push
+
+
+def _then(first: Handler, stage: Stage, re: Reestimator) -> Handler:
+    """``first`` (the ETA log's record of the event), then a new estimate."""
+
+    async def handle(conn: Any, event: Event) -> AfterCommit | None:
+        await first(conn, event)
+        return await re.reestimate(conn, event, stage)
+
+    return handle
+
+
+REESTIMATED = {
+    EventType.DRIVER_ASSIGNED.value: Stage.ASSIGNMENT,
+    EventType.ORDER_PICKED_UP.value: Stage.PICKUP,
+    EventType.ROUTE_UPDATED.value: Stage.REROUTE,
+}
+
+
+def build_eta_consumer(conns: Connections, settings: Settings) -> Consumer:
+    """The ``eta`` consumer over the process's connections: the ETA log's handlers, with a
+    new estimate after those of ``REESTIMATED``."""
+    catalog = load_catalog(settings.region_catalog)
+    re = Reestimator(
+        EtaEstimator(registry_for(settings.eta_model_dir), settings.time_scale),
+        RoadService(conns.graphs, catalog),
+        open_store(conns.require_redis(), settings),
+    )
+    handlers = dict(ETA.handlers)
+    for kind, stage in REESTIMATED.items():
+        handlers[kind] = _then(ETA.handlers[kind], stage, re)
+    return Consumer("eta", handlers)

@@ -1,0 +1,78 @@
+"""The promise at placement: the route-based estimate (``roads.planning``) turned into legs,
+corrected by the region's model, with its window. Made before the order's transaction, like
+the route-based estimate; one extra read (the restaurant's recent kitchen times and queue)
+on the connection the placement already holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ontheway.eta.estimator import EtaEstimator, stored_features
+from ontheway.eta.facts import RestaurantFacts, restaurant_facts
+from ontheway.eta.features import Context, Legs, Stage
+from ontheway.eta.registry import Registry
+from ontheway.roads.planning import PlacementEta
+from ontheway.settings import Settings
+
+_REGISTRIES: dict[Path, Registry] = {}
+
+
+def registry_for(root: Path) -> Registry:
+    """One registry (one cache of loaded models) per folder and process."""
+    found = _REGISTRIES.get(root)
+    if found is None:
+        found = _REGISTRIES[root] = Registry(root)
+    return found
+
+
+def placement_legs(eta: PlacementEta) -> Legs:
+    """The route-based estimate's parts as legs (assigning takes no time in the baseline)."""
+    legs = eta.legs
+    if eta.method == "road":
+        return Legs(0.0, float(legs["to_restaurant_s"]), float(legs["food_ready_s"]),
+                    float(legs["pickup_service_s"]), float(legs["to_customer_s"]),
+                    float(legs["dropoff_service_s"]))  # fmt: skip
+    # The straight line: preparation, a hand-over allowance, the crow's distance at a speed.
+    return Legs(0.0, 0.0, float(legs["prep_s"]), float(legs["handover_s"]),
+                float(legs["to_customer_s"]), 0.0)  # fmt: skip
+
+
+@dataclass
+class PlacementLearner:
+    """The learned promise of each new order."""
+
+    estimator: EtaEstimator
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> PlacementLearner:
+        registry = registry_for(settings.eta_model_dir)
+        return cls(EtaEstimator(registry, settings.time_scale))
+
+    async def kitchen(self, conn: Any, restaurant_id: str, now: datetime) -> RestaurantFacts:
+        """The restaurant's recent preparation times and queue."""
+        return await restaurant_facts(conn, restaurant_id, now, self.estimator.time_scale)
+
+    def learned(
+        self, region: str, eta: PlacementEta, kitchen: RestaurantFacts, now: datetime
+    ) -> PlacementEta:
+        """The estimate with the model's correction and window (the baseline's without a
+        model); its ``estimated_delivery`` is the promise."""
+        ctx = Context(
+            elapsed_s=0.0, restaurant_prep_recent_s=kitchen.prep_recent_s,
+            restaurant_prep_n=kitchen.prep_n, restaurant_queue=kitchen.queue,
+            confirmed_prep_s=None, driver_pace=None, driver_distance_m=None,
+        )  # fmt: skip
+        est = self.estimator.estimate(region, Stage.PLACEMENT, placement_legs(eta), ctx, now)
+        stored = est.to_dict() | {"features": stored_features(est)}
+        return replace(eta, estimated_delivery=est.estimated_delivery, estimate=stored)
+
+    @staticmethod
+    def public(eta: PlacementEta) -> dict[str, Any] | None:
+        """What the customer's response shows of the estimate."""
+        if eta.estimate is None:
+            return None
+        keep = ("estimated_delivery", "earliest", "latest", "method", "model_version", "note")
+        return {k: eta.estimate[k] for k in keep}
