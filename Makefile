@@ -15,7 +15,7 @@ DEMO_ARGS ?=
 PYTEST_ARGS ?=
 BENCH_DISPATCH_ARGS ?=
 
-.PHONY: setup system venv falkordb up down status test lint demo clean bench-dispatch
+.PHONY: setup system venv falkordb up down status test lint demo clean bench-dispatch bench-eta
 
 setup: system venv falkordb
 
@@ -67,6 +67,10 @@ test: up lint
 # ORDER_PLACED commit -> DRIVER_ASSIGNED commit: 200,000 drivers, 167 orders/s for 30 s.
 bench-dispatch: up
 	$(ONTHEWAY) bench dispatch $(BENCH_DISPATCH_ARGS)
+
+# The learned ETA's figures (#9): about 40 minutes, see the script.
+bench-eta: up
+	ONTHEWAY=$(ONTHEWAY) ./scripts/bench-eta.sh
 
 demo: up
 	$(ONTHEWAY) demo $(DEMO_ARGS)

@@ -305,11 +305,17 @@ def eta_train(
         int | None, typer.Option(min=1, help="fewest deliveries to train on (default: settings)")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="folder for evaluation.json, plot")] = None,
+    after: Annotated[
+        datetime | None, typer.Option(help="only deliveries placed after this (default: all)")
+    ] = None,
 ) -> None:
     """Train the region's next ETA model from its ETA log (the database)."""
     from ontheway.eta.commands import train_command
 
-    asyncio.run(train_command(load_settings(), region, min_deliveries, holdout, console, out))
+    after = _utc(after)
+    asyncio.run(
+        train_command(load_settings(), region, min_deliveries, holdout, console, out, after)
+    )
 
 
 @eta_app.command("evaluate")
@@ -325,9 +331,13 @@ def eta_evaluate(
     """Judge an ETA model on deliveries it did not train on."""
     from ontheway.eta.commands import evaluate_command
 
-    if after is not None and after.tzinfo is None:
-        after = after.replace(tzinfo=UTC)
+    after = _utc(after)
     asyncio.run(evaluate_command(load_settings(), region, version, after, console, out))
+
+
+def _utc(at: datetime | None) -> datetime | None:
+    """A time given without a zone is UTC."""
+    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
 
 
 @app.command()

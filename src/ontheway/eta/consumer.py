@@ -76,7 +76,7 @@ class Reestimator:
         scale = self.estimator.time_scale
         picked = order["status"] == Status.PICKED_UP.value
         legs = await self._legs(order, LatLng(lat=at[0], lng=at[1]), picked, now)
-        kitchen = await restaurant_facts(conn, order["restaurant_id"], now, scale)
+        kitchen = await restaurant_facts(conn, order["region"], order["restaurant_id"], now, scale)
         ctx = Context(
             elapsed_s=(now - order["created_at"]).total_seconds() * scale,
             restaurant_prep_recent_s=kitchen.prep_recent_s, restaurant_prep_n=kitchen.prep_n,
@@ -84,6 +84,7 @@ class Reestimator:
             confirmed_prep_s=_scaled(order["confirmed_prep_s"], scale),
             driver_pace=await driver_pace(conn, order["driver_id"]),
             driver_distance_m=haversine_m(at[0], at[1], order["r_lat"], order["r_lng"]),
+            region_assign_recent_s=kitchen.assign_recent_s,
         )  # fmt: skip
         est = self.estimator.estimate(order["region"], stage, legs, ctx, now)
         stored = est.to_dict() | {"features": stored_features(est)}
@@ -95,7 +96,7 @@ class Reestimator:
         restaurant = LatLng(lat=order["r_lat"], lng=order["r_lng"])
         customer = LatLng(lat=order["c_lat"], lng=order["c_lng"])
         if picked:
-            to_restaurant, to_customer = 0.0, await self._travel(driver, customer)
+            to_customer = await self._travel(driver, customer)
             return Legs(0.0, 0.0, 0.0, 0.0, to_customer, DROPOFF_SERVICE_S)
         to_restaurant = await self._travel(driver, restaurant)
         to_customer = await self._travel(restaurant, customer)

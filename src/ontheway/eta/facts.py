@@ -23,7 +23,12 @@ SELECT (SELECT avg(s) FROM (
           ORDER BY placed_at DESC LIMIT %(n)s) b) AS prep_n,
        (SELECT count(*) FROM order_timings
           WHERE restaurant_id = %(r)s AND placed_at > %(since)s AND placed_at < %(now)s
-            AND picked_up_at IS NULL AND delivered_at IS NULL AND cancelled_at IS NULL) AS queue
+            AND picked_up_at IS NULL AND delivered_at IS NULL AND cancelled_at IS NULL) AS queue,
+       (SELECT avg(s) FROM (
+          SELECT extract(epoch FROM assigned_at - placed_at) * time_scale AS s
+          FROM order_timings WHERE region = %(region)s AND assigned_at IS NOT NULL
+            AND placed_at < %(now)s
+          ORDER BY placed_at DESC LIMIT %(n)s) c) AS assign_recent_s
 """
 
 _DRIVER = """
@@ -39,25 +44,31 @@ FROM (SELECT delivered_at, picked_up_at, time_scale, eta_legs FROM order_timings
 
 @dataclass(frozen=True)
 class RestaurantFacts:
-    """A restaurant's recent kitchen times (world seconds) and its queue."""
+    """A restaurant's recent kitchen times (world seconds) and its queue; how long its
+    region's last orders waited for a driver."""
 
     prep_recent_s: float | None
     prep_n: int
     queue: int
+    assign_recent_s: float | None = None
 
 
 async def restaurant_facts(
-    conn: Any, restaurant_id: str, now: datetime, time_scale: float
+    conn: Any, region: str, restaurant_id: str, now: datetime, time_scale: float
 ) -> RestaurantFacts:
-    """The restaurant's last orders' preparation and its orders waiting to be picked up."""
+    """The restaurant's last orders' preparation, its orders waiting to be picked up, and its
+    region's recent time to assign (one round trip)."""
     since = now - timedelta(seconds=QUEUE_WINDOW_S / time_scale)
-    cur = await conn.execute(
-        _RESTAURANT, {"r": restaurant_id, "now": now, "since": since, "n": RECENT_ORDERS}
-    )
+    cur = await conn.execute(_RESTAURANT, {
+        "r": restaurant_id, "region": region, "now": now, "since": since, "n": RECENT_ORDERS,
+    })  # fmt: skip
     row = await cur.fetchone()
-    prep = row["prep_recent_s"]
-    return RestaurantFacts(None if prep is None else float(prep), int(row["prep_n"]),
-                           int(row["queue"]))  # fmt: skip
+    return RestaurantFacts(_float(row["prep_recent_s"]), int(row["prep_n"]), int(row["queue"]),
+                           _float(row["assign_recent_s"]))  # fmt: skip
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 async def driver_pace(conn: Any, driver_id: str) -> float | None:

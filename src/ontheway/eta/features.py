@@ -77,12 +77,15 @@ class Context:
     confirmed_prep_s: float | None  # the kitchen's own estimate, once it confirmed
     driver_pace: float | None  # the driver's recent actual / baseline drive to customers
     driver_distance_m: float | None  # straight line, driver to restaurant
+    drivers_near: int | None = None  # available drivers found near the restaurant
+    region_assign_recent_s: float | None = None  # the region's last orders' time to assign
 
 
 FEATURES = (
     "stage", "baseline_s", "assign_s", "to_restaurant_s", "prep_remaining_s", "wait_s",
     "to_customer_s", "elapsed_s", "hour", "weekday", "rest_prep_recent_s", "rest_prep_n",
     "rest_queue", "confirmed_prep_s", "driver_pace", "driver_distance_m",
+    "drivers_near", "region_assign_recent_s",
 )  # fmt: skip
 
 
@@ -109,6 +112,8 @@ def feature_row(stage: Stage, legs: Legs, ctx: Context, at: datetime) -> dict[st
         "confirmed_prep_s": _num(ctx.confirmed_prep_s),
         "driver_pace": _num(ctx.driver_pace),
         "driver_distance_m": _num(ctx.driver_distance_m),
+        "drivers_near": _num(ctx.drivers_near),
+        "region_assign_recent_s": _num(ctx.region_assign_recent_s),
     }
 
 

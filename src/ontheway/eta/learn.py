@@ -150,10 +150,12 @@ class Trained:
 
 
 async def train(
-    shards: ShardAccess, root: Path, region: str, *, min_deliveries: int, holdout: float
-) -> Trained:
-    """Train the region's next model version (``InvalidInput`` when the log is too thin)."""
-    rows = await load_rows(shards, region)
+    shards: ShardAccess, root: Path, region: str, *, min_deliveries: int, holdout: float,
+    after: datetime | None = None,
+) -> Trained:  # fmt: skip
+    """Train the region's next model version on deliveries placed after ``after`` (all by
+    default); ``InvalidInput`` when the log is too thin."""
+    rows = await load_rows(shards, region, after=after)
     if rows.deliveries < min_deliveries:
         raise InvalidInput(
             f"region {region!r} has {rows.deliveries} delivered orders in its ETA log; "

@@ -51,9 +51,11 @@ class PlacementLearner:
         registry = registry_for(settings.eta_model_dir)
         return cls(EtaEstimator(registry, settings.time_scale))
 
-    async def kitchen(self, conn: Any, restaurant_id: str, now: datetime) -> RestaurantFacts:
+    async def kitchen(
+        self, conn: Any, region: str, restaurant_id: str, now: datetime
+    ) -> RestaurantFacts:
         """The restaurant's recent preparation times and queue."""
-        return await restaurant_facts(conn, restaurant_id, now, self.estimator.time_scale)
+        return await restaurant_facts(conn, region, restaurant_id, now, self.estimator.time_scale)
 
     def learned(
         self, region: str, eta: PlacementEta, kitchen: RestaurantFacts, now: datetime
@@ -64,6 +66,8 @@ class PlacementLearner:
             elapsed_s=0.0, restaurant_prep_recent_s=kitchen.prep_recent_s,
             restaurant_prep_n=kitchen.prep_n, restaurant_queue=kitchen.queue,
             confirmed_prep_s=None, driver_pace=None, driver_distance_m=None,
+            drivers_near=eta.legs.get("drivers_near"),
+            region_assign_recent_s=kitchen.assign_recent_s,
         )  # fmt: skip
         est = self.estimator.estimate(region, Stage.PLACEMENT, placement_legs(eta), ctx, now)
         stored = est.to_dict() | {"features": stored_features(est)}

@@ -139,7 +139,7 @@ class OrderPlacement:
                     field="restaurant_id",
                     code="unknown_restaurant",
                 )
-            kitchen = await self.learner.kitchen(conn, cmd.restaurant_id, now)
+            kitchen = await self.learner.kitchen(conn, region, cmd.restaurant_id, now)
         prep_s, distance_m = float(found["prep_time_mean_s"]), float(found["distance_m"])
         if self.estimator is None:
             eta = straight_line_eta(now, prep_s, distance_m, "no_road_service")

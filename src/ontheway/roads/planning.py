@@ -234,6 +234,7 @@ class PlacementEstimator:
             **{k: v for k, v in est.to_dict().items() if k != "estimated_delivery"},
             "to_restaurant_from": "nearest_driver" if driver else "allowance",
             "driver": driver,
+            "drivers_near": len(reachable),
             "pickup_service_s": PICKUP_SERVICE_S,
             "dropoff_service_s": DROPOFF_SERVICE_S,
         }
