@@ -152,14 +152,17 @@ REESTIMATED = {
 
 
 def build_eta_consumer(conns: Connections, settings: Settings) -> Consumer:
-    """The ``eta`` consumer over the process's connections: the ETA log's handlers, with a
-    new estimate after those of ``REESTIMATED``."""
+    """The ``eta`` consumer over the process's connections."""
     catalog = load_catalog(settings.region_catalog)
-    re = Reestimator(
+    return eta_consumer(Reestimator(
         EtaEstimator(registry_for(settings.eta_model_dir), settings.time_scale),
         RoadService(conns.graphs, catalog),
         open_store(conns.require_redis(), settings),
-    )
+    ))  # fmt: skip
+
+
+def eta_consumer(re: Reestimator) -> Consumer:
+    """The ETA log's handlers, with a new estimate after those of ``REESTIMATED``."""
     handlers = dict(ETA.handlers)
     for kind, stage in REESTIMATED.items():
         handlers[kind] = _then(ETA.handlers[kind], stage, re)

@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ontheway.errors import InvalidInput
-from ontheway.eta.features import STAGE_CODE, Stage, vector
+from ontheway.eta.features import FEATURES, STAGE_CODE, Stage, vector
 from ontheway.eta.log import delivered_estimates
 from ontheway.eta.model import EtaModel, window_coverage
 from ontheway.eta.registry import latest, next_path
@@ -59,7 +59,9 @@ def as_rows(found: list[dict[str, Any]]) -> Rows:
     out)."""
     keep = [r for r in found if r["delivered_at"] >= r["made_at"]]
     actual = [(r["delivered_at"] - r["made_at"]).total_seconds() * r["time_scale"] for r in keep]
-    x = np.array([vector(r["features"]) for r in keep], dtype=float).reshape(len(keep), -1)
+    x = np.array([vector(r["features"]) for r in keep], dtype=float).reshape(
+        len(keep), len(FEATURES)
+    )
     return Rows(
         [r["order_id"] for r in keep], [r["placed_at"] for r in keep], x,
         np.array([float(r["baseline_s"]) for r in keep]), np.array(actual, dtype=float),

@@ -4,7 +4,7 @@ evaluation and ``GET /api/orders/{id}/eta``."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -40,9 +40,25 @@ FROM eta_estimates e WHERE e.order_id = %s ORDER BY e.made_at, e.stage
 
 
 async def history(conn: Any, order_id: str) -> list[dict[str, Any]]:
-    """An order's estimates, oldest first."""
+    """An order's estimates, oldest first: when, at which stage, the estimated delivery and
+    its window (RFC 3339), how it was made."""
     cur = await conn.execute(_HISTORY, (order_id,))
-    return [dict(r) for r in await cur.fetchall()]
+    out = []
+    for r in await cur.fetchall():
+        made, scale = r["made_at"], float(r["time_scale"])
+        out.append({
+            "stage": r["stage"], "made_at": _iso(made),
+            "estimated_delivery": _iso(r["estimated_delivery"]),
+            "earliest": _iso(made + timedelta(seconds=float(r["low_s"]) / scale)),
+            "latest": _iso(made + timedelta(seconds=float(r["high_s"]) / scale)),
+            "method": r["method"], "model_version": r["model_version"],
+            "baseline_delivery": _iso(made + timedelta(seconds=float(r["baseline_s"]) / scale)),
+        })  # fmt: skip
+    return out
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 _DELIVERED = """

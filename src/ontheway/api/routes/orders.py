@@ -15,6 +15,7 @@ from ontheway.auth import Role
 from ontheway.dispatch.assign import Assignments
 from ontheway.dispatch.offering import Offers
 from ontheway.errors import Forbidden, InvalidInput, NotFound, OnTheWayError
+from ontheway.eta.log import history as eta_history
 from ontheway.orders import access
 from ontheway.orders.lifecycle import EventType
 from ontheway.orders.models import (
@@ -64,6 +65,23 @@ async def get_order(
     if rebuilt is None:
         raise NotFound(f"order {order_id} did not exist yet at {at.isoformat()}", field="at")
     return rebuilt
+
+
+@router.get("/api/orders/{order_id}/eta")
+async def order_eta(state: State, caller: Caller, order_id: str) -> dict[str, Any]:
+    """The promise made at placement, the latest estimate with its 10-90 % window and every
+    estimate made so far (at placement, assignment, pickup, after re-routes), oldest first."""
+    row = await state.order_queries.get(order_id)
+    access.require_view(caller, row)
+    async with state.order_queries.shards.connection(row["region"]) as conn:
+        estimates = await eta_history(conn, order_id)
+    return {
+        "order_id": order_id,
+        "status": row["status"],
+        "promised_delivery": estimates[0]["estimated_delivery"] if estimates else None,
+        "latest": estimates[-1] if estimates else None,
+        "estimates": estimates,
+    }
 
 
 @router.get("/api/orders/{order_id}/events")

@@ -36,14 +36,18 @@
     el.dataset.status = status;
   }
 
-  function showEta(iso) {
+  function clock(iso) {
+    return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+
+  // The estimate, and its 10-90 % window when the server sent one (earliest, latest).
+  function showEta(iso, earliest, latest) {
     state.eta = iso;
     const el = document.getElementById("eta");
     if (!iso) { el.textContent = "–"; return; }
-    const at = new Date(iso);
-    const minutes = Math.max(0, Math.round((at - Date.now()) / 60000));
-    el.textContent = at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) +
-      " (in " + minutes + " min)";
+    const minutes = Math.max(0, Math.round((new Date(iso) - Date.now()) / 60000));
+    const range = earliest && latest ? ", between " + clock(earliest) + " and " + clock(latest) : "";
+    el.textContent = clock(iso) + " (in " + minutes + " min" + range + ")";
     el.dataset.eta = iso;
   }
 
@@ -106,7 +110,7 @@
     } else if (message.type === "driver_location") {
       moveDriver(message.lat, message.lng);
     } else if (message.type === "eta") {
-      showEta(message.estimated_delivery);
+      showEta(message.estimated_delivery, message.earliest, message.latest);
       log("new estimate");
     } else if (message.type === "notification") {
       log(message.title || message.body || message.kind || "notification");
