@@ -10,7 +10,7 @@ OTW=${ONTHEWAY:-.venv/bin/ontheway}
 TRAIN_DAYS=${ETA_TRAIN_DAYS:-3}
 SPEED=${ETA_SPEED:-30}
 OUT=${ETA_OUT:-.ontheway/runs/eta-bench-$(date -u +%Y%m%dT%H%M%S)}
-DAY=(--region sf --drivers 150 --orders-per-hour 300 --duration 3h --drain 1h --start 11:00
+DAY=(--region sf --drivers 180 --orders-per-hour 200 --duration 3h --drain 1h --start 11:00
      --speed "$SPEED")
 mkdir -p "$OUT"
 $OTW roads import --region sf tests/data/osm/san-francisco-downtown-drive.osm.bz2 >/dev/null

@@ -85,6 +85,7 @@ class Reestimator:
             driver_pace=await driver_pace(conn, order["driver_id"]),
             driver_distance_m=haversine_m(at[0], at[1], order["r_lat"], order["r_lng"]),
             region_assign_recent_s=kitchen.assign_recent_s,
+            region_waiting=kitchen.region_waiting, region_active=kitchen.region_active,
         )  # fmt: skip
         est = self.estimator.estimate(order["region"], stage, legs, ctx, now)
         stored = est.to_dict() | {"features": stored_features(est)}

@@ -28,7 +28,13 @@ SELECT (SELECT avg(s) FROM (
           SELECT extract(epoch FROM assigned_at - placed_at) * time_scale AS s
           FROM order_timings WHERE region = %(region)s AND assigned_at IS NOT NULL
             AND placed_at < %(now)s
-          ORDER BY placed_at DESC LIMIT %(n)s) c) AS assign_recent_s
+          ORDER BY placed_at DESC LIMIT %(n)s) c) AS assign_recent_s,
+       (SELECT count(*) FILTER (WHERE assigned_at IS NULL) FROM order_timings
+          WHERE region = %(region)s AND placed_at > %(since)s AND placed_at < %(now)s
+            AND delivered_at IS NULL AND cancelled_at IS NULL) AS region_waiting,
+       (SELECT count(*) FILTER (WHERE assigned_at IS NOT NULL) FROM order_timings
+          WHERE region = %(region)s AND placed_at > %(since)s AND placed_at < %(now)s
+            AND delivered_at IS NULL AND cancelled_at IS NULL) AS region_active
 """
 
 _DRIVER = """
@@ -51,6 +57,8 @@ class RestaurantFacts:
     prep_n: int
     queue: int
     assign_recent_s: float | None = None
+    region_waiting: int = 0  # the region's orders still waiting for a driver
+    region_active: int = 0  # the region's orders with a driver, not delivered yet
 
 
 async def restaurant_facts(
@@ -64,7 +72,8 @@ async def restaurant_facts(
     })  # fmt: skip
     row = await cur.fetchone()
     return RestaurantFacts(_float(row["prep_recent_s"]), int(row["prep_n"]), int(row["queue"]),
-                           _float(row["assign_recent_s"]))  # fmt: skip
+                           _float(row["assign_recent_s"]), int(row["region_waiting"]),
+                           int(row["region_active"]))  # fmt: skip
 
 
 def _float(value: Any) -> float | None:

@@ -79,13 +79,15 @@ class Context:
     driver_distance_m: float | None  # straight line, driver to restaurant
     drivers_near: int | None = None  # available drivers found near the restaurant
     region_assign_recent_s: float | None = None  # the region's last orders' time to assign
+    region_waiting: int | None = None  # the region's orders waiting for a driver
+    region_active: int | None = None  # the region's orders under way
 
 
 FEATURES = (
     "stage", "baseline_s", "assign_s", "to_restaurant_s", "prep_remaining_s", "wait_s",
     "to_customer_s", "elapsed_s", "hour", "weekday", "rest_prep_recent_s", "rest_prep_n",
     "rest_queue", "confirmed_prep_s", "driver_pace", "driver_distance_m",
-    "drivers_near", "region_assign_recent_s",
+    "drivers_near", "region_assign_recent_s", "region_waiting", "region_active",
 )  # fmt: skip
 
 
@@ -114,6 +116,8 @@ def feature_row(stage: Stage, legs: Legs, ctx: Context, at: datetime) -> dict[st
         "driver_distance_m": _num(ctx.driver_distance_m),
         "drivers_near": _num(ctx.drivers_near),
         "region_assign_recent_s": _num(ctx.region_assign_recent_s),
+        "region_waiting": _num(ctx.region_waiting),
+        "region_active": _num(ctx.region_active),
     }
 
 

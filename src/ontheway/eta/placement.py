@@ -68,6 +68,7 @@ class PlacementLearner:
             confirmed_prep_s=None, driver_pace=None, driver_distance_m=None,
             drivers_near=eta.legs.get("drivers_near"),
             region_assign_recent_s=kitchen.assign_recent_s,
+            region_waiting=kitchen.region_waiting, region_active=kitchen.region_active,
         )  # fmt: skip
         est = self.estimator.estimate(region, Stage.PLACEMENT, placement_legs(eta), ctx, now)
         stored = est.to_dict() | {"features": stored_features(est)}
