@@ -79,6 +79,10 @@ class Settings(BaseSettings):
         (), description="vehicles dispatch may choose (empty: any)"
     )
     dispatch_candidates: int = Field(20, ge=1, le=200, description="drivers scored per search")
+    dispatch_busy_s_per_order: float = Field(
+        600.0, ge=0, le=7200, description="greedy: each order a driver still holds counts as "
+        "this many seconds before it can head for a new restaurant (0: road time alone)",
+    )  # fmt: skip
     dispatch_flag_after_s: float = Field(120.0, gt=0, description="no driver: flag for ops after")
     dispatch_reconcile_interval_s: float = Field(
         30.0, gt=0, description="how often leaked capacity reservations are looked for"

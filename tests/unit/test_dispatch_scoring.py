@@ -42,3 +42,13 @@ def test_no_candidates_rank_to_nothing_and_bad_weights_are_refused() -> None:
     assert rank([]) == []
     with pytest.raises(ValueError):
         rank([Scored("a", 1, 3.0, 0.5)], weights=(0, 0, 0))
+
+
+def test_a_driver_who_still_holds_orders_reaches_the_restaurant_after_delivering_them() -> None:
+    busy_next_door = Scored("busy", 60, 4.5, 0.9, committed_s=1200)
+    idle_further = Scored("idle", 400, 4.5, 0.9)
+    ranked = rank([busy_next_door, idle_further])
+    assert [s.driver_id for s in ranked] == ["idle", "busy"]
+    assert ranked[1].committed_s == 1200 and ranked[1].reach_s == 1260
+    # With nothing held, road time alone decides, as before.
+    assert rank([Scored("busy", 60, 4.5, 0.9), idle_further])[0].driver_id == "busy"

@@ -202,8 +202,11 @@ class Dispatcher:
                     "ONTHEWAY_DISPATCH_STRAIGHT_LINE_KPH to dispatch by straight-line distance"
                 ) from exc
             times = [c.distance_m / (speed_kph / 3.6) for c in found]
+        per_order = self.settings.dispatch_busy_s_per_order
         return [
-            Scored(c.driver_id, t, c.rating, c.acceptance_rate)
+            Scored(
+                c.driver_id, t, c.rating, c.acceptance_rate, committed_s=per_order * c.active_orders
+            )
             for c, t in zip(found, times, strict=True)
             if t is not None
         ]

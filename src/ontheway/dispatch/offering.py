@@ -154,6 +154,7 @@ class Offers:
                 },
                 "dropoff": {"lat": order["customer_lat"], "lng": order["customer_lng"]},
                 "travel_time_s": round(choice.travel_time_s, 1),
+                "committed_s": round(choice.committed_s, 1),
                 "expires_at": round(time.time() + self.timeout_s, 3),
             }
             await self.fleet.add_order(region, driver_id, order_id)

@@ -86,6 +86,7 @@ class Reestimator:
             driver_distance_m=haversine_m(at[0], at[1], order["r_lat"], order["r_lng"]),
             region_assign_recent_s=kitchen.assign_recent_s,
             region_waiting=kitchen.region_waiting, region_active=kitchen.region_active,
+            driver_active=len(await self.fleet.active_orders(order["region"], order["driver_id"])),
         )  # fmt: skip
         est = self.estimator.estimate(order["region"], stage, legs, ctx, now)
         stored = est.to_dict() | {"features": stored_features(est)}

@@ -81,6 +81,7 @@ class Context:
     region_assign_recent_s: float | None = None  # the region's last orders' time to assign
     region_waiting: int | None = None  # the region's orders waiting for a driver
     region_active: int | None = None  # the region's orders under way
+    driver_active: int | None = None  # orders the driver holds (this one included)
 
 
 FEATURES = (
@@ -88,6 +89,7 @@ FEATURES = (
     "to_customer_s", "elapsed_s", "hour", "weekday", "rest_prep_recent_s", "rest_prep_n",
     "rest_queue", "confirmed_prep_s", "driver_pace", "driver_distance_m",
     "drivers_near", "region_assign_recent_s", "region_waiting", "region_active",
+    "driver_active",
 )  # fmt: skip
 
 
@@ -118,6 +120,7 @@ def feature_row(stage: Stage, legs: Legs, ctx: Context, at: datetime) -> dict[st
         "region_assign_recent_s": _num(ctx.region_assign_recent_s),
         "region_waiting": _num(ctx.region_waiting),
         "region_active": _num(ctx.region_active),
+        "driver_active": _num(ctx.driver_active),
     }
 
 
