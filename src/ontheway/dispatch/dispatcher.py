@@ -168,7 +168,9 @@ class Dispatcher:
     ) -> list[Scored]:
         """Candidates best first, without the drivers in ``refused``."""
         refused = refused or set()
-        for radius_mi in self.settings.dispatch_radii_mi:
+        radii = self.settings.dispatch_radii_mi
+        pool: dict[str, Candidate] = {}
+        for n, radius_mi in enumerate(radii):
             found = await self.fleet.find_available(
                 region,
                 restaurant.lat,
@@ -177,10 +179,17 @@ class Dispatcher:
                 min(200, self.settings.dispatch_candidates + len(refused)),
                 [VehicleType(v) for v in self.settings.dispatch_vehicle_types] or None,
             )
-            found = [c for c in found if c.driver_id not in refused]
-            if not found:
+            for c in found:
+                if c.driver_id not in refused:
+                    pool.setdefault(c.driver_id, c)
+            if not pool:
                 continue
-            timed = await self._travel_times(found, restaurant)
+            # Only drivers who still hold orders this close: look further too, so that a free
+            # driver a little further away is ranked against them (scoring adds their work).
+            only_busy = all(c.active_orders for c in pool.values())
+            if only_busy and self.settings.dispatch_busy_s_per_order and n < len(radii) - 1:
+                continue
+            timed = await self._travel_times(list(pool.values()), restaurant)
             if timed:
                 return rank(timed, self.settings.dispatch_weights)
         return []
