@@ -36,7 +36,7 @@ from ontheway.fleet.store import FleetStore
 from ontheway.orders.lifecycle import EventType
 from ontheway.orders.queries import OrderQueries
 from ontheway.orders.service import OrderService
-from ontheway.regions import Catalog
+from ontheway.regions import Catalog, LatLng
 from ontheway.roads.importer import import_osm
 from ontheway.roads.network import RoadNetwork
 from ontheway.roads.routing import RoadService
@@ -376,13 +376,17 @@ async def test_two_dispatch_workers_assign_every_order_exactly_once(
     await asyncio.gather(*tasks)
     assert all(s.handled > 0 for s in stats) or sum(s.handled for s in stats) >= len(oids)
     assert not errors_of(stats, oids)
+    rows = {oid: await queries.get(oid) for oid in oids}
+    # Once the four are busy, a free driver elsewhere in San Francisco may win (scoring
+    # counts held orders): every driver that could hold one is looked at.
     holders: dict[str, list[str]] = {oid: [] for oid in oids}
-    for driver in [d["driver_id"] for d in town["drivers"]]:
+    candidates = {d["driver_id"] for d in town["drivers"]} | {r["driver_id"] for r in rows.values()}
+    for driver in candidates:
         for oid in await fleet.active_orders("sf", driver):
             if oid in holders:
                 holders[oid].append(driver)
     for oid in oids:
-        row = await queries.get(oid)
+        row = rows[oid]
         assert row["status"] == "driver_assigned"
         assert holders[oid] == [row["driver_id"]]
         assert await assigned_events(queries, oid) == 1
@@ -629,3 +633,42 @@ async def test_a_batched_round_drops_orders_no_longer_searching(
     result = await next_round(batch)
     assert (result.planned, result.open) == (0, 0)
     assert await fleet.redis.zscore(open_key("sf"), oid) is None
+
+
+async def test_a_free_driver_further_away_outranks_one_next_door_with_a_delivery_to_make(
+    fleet: FleetStore,
+    orders: OrderService,
+    queries: OrderQueries,
+    conns: Connections,
+    roads: RoadService,
+    settings: Settings,
+    town: dict[str, Any],
+    uid: str,
+) -> None:
+    # The inner ring (5 m) holds only the busy driver, at the restaurant's door (other tests
+    # put drivers on nodes, the restaurant stands beside one): the outer ring is searched too.
+    # (Other tests' drivers may be about in San Francisco: the two are compared, not the
+    # whole ranking, out of every candidate.)
+    r = town["restaurant"]
+    door = (r["lat"], r["lng"])
+    busy, free = await perfect_cars(fleet, town, door, node_at(town, 1500))
+    held = f"ord_sf_held{uid}"
+    await fleet.add_order("sf", busy, held)
+    at = LatLng(lat=r["lat"], lng=r["lng"])
+    rings = {"dispatch_radii_mi": (0.003, 5.0), "dispatch_candidates": 200}
+    try:
+        picky = make_dispatcher(orders, queries, fleet, conns, roads, settings, **rings)
+        ranked = {s.driver_id: s for s in await picky._ranked("sf", at)}
+        order = list(ranked)
+        assert ranked[busy].committed_s == 600 and ranked[free].committed_s == 0
+        # 1.5 km by road is less than the ten minutes the busy driver's delivery counts for.
+        assert ranked[free].reach_s < ranked[busy].reach_s
+        assert order.index(free) < order.index(busy)
+        # Counting held orders as no work at all, the busy driver is judged by its drive.
+        blind = make_dispatcher(
+            orders, queries, fleet, conns, roads, settings, **rings, dispatch_busy_s_per_order=0
+        )
+        again = {s.driver_id: s for s in await blind._ranked("sf", at)}
+        assert busy in again and again[busy].committed_s == 0
+    finally:
+        await fleet.remove_order("sf", busy, held)
