@@ -170,13 +170,14 @@ class Dispatcher:
         refused = refused or set()
         radii = self.settings.dispatch_radii_mi
         pool: dict[str, Candidate] = {}
+        limit = self.settings.dispatch_candidates
         for n, radius_mi in enumerate(radii):
             found = await self.fleet.find_available(
                 region,
                 restaurant.lat,
                 restaurant.lng,
                 radius_mi * METRES_PER_MILE,
-                min(200, self.settings.dispatch_candidates + len(refused)),
+                min(200, limit + len(refused)),
                 [VehicleType(v) for v in self.settings.dispatch_vehicle_types] or None,
             )
             for c in found:
@@ -184,10 +185,12 @@ class Dispatcher:
                     pool.setdefault(c.driver_id, c)
             if not pool:
                 continue
-            # Only drivers who still hold orders this close: look further too, so that a free
-            # driver a little further away is ranked against them (scoring adds their work).
+            # Only drivers who still hold orders this close: look further too, and at more of
+            # them (the nearest ones are these same busy drivers), so that a free driver a
+            # little further away is ranked against them (scoring adds their work).
             only_busy = all(c.active_orders for c in pool.values())
             if only_busy and self.settings.dispatch_busy_s_per_order and n < len(radii) - 1:
+                limit *= 4
                 continue
             timed = await self._travel_times(list(pool.values()), restaurant)
             if timed:
