@@ -10,6 +10,7 @@ import pytest
 
 from ontheway.eta.estimator import BASELINE_WINDOW, EtaEstimator
 from ontheway.eta.features import FEATURES, Context, Legs, Stage, feature_row, vector
+from ontheway.eta.learn import Rows, kitchen_spread
 from ontheway.eta.model import EtaModel, ModelFileError
 from ontheway.eta.registry import ModelMissing, Registry, next_path
 
@@ -96,3 +97,14 @@ def test_a_models_estimate_is_on_the_wall_clock_of_a_faster_world(tmp_path: Path
     assert est.estimated_delivery == NOW + timedelta(seconds=est.predicted_s / 20)
     shown = est.to_dict()
     assert shown["earliest"] < shown["estimated_delivery"] < shown["latest"]
+
+
+def test_the_kitchens_spread_is_the_deviation_from_each_restaurants_own_mean() -> None:
+    prep = np.array([600.0, 1200.0, 900.0, 300.0, 300.0, 300.0, np.nan, 60.0])
+    restaurant = ["a", "a", "a", "b", "b", "b", "b", "c"]  # c: too few orders to judge
+    n = len(prep)
+    zeros = np.zeros(n)
+    rows = Rows([str(i) for i in range(n)], [NOW] * n, np.zeros((n, len(FEATURES))), zeros,
+                zeros, np.zeros(n, dtype=np.int64), restaurant, prep)  # fmt: skip
+    # a: mean 900, deviations 300, 300, 0; b: 0, 0, 0 (its unknown one left out).
+    assert kitchen_spread(rows) == pytest.approx((300 + 300 + 0 + 0 + 0 + 0) / 6 / 60)

@@ -42,6 +42,8 @@ class Rows:
     baseline_s: NDArray[np.float64]
     actual_s: NDArray[np.float64]
     stage: NDArray[np.int64]
+    restaurant: list[str] = field(default_factory=list)
+    prep_s: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))  # NaN: not known
 
     @property
     def deliveries(self) -> int:
@@ -50,8 +52,8 @@ class Rows:
     def take(self, mask: NDArray[np.bool_]) -> Rows:
         idx = np.flatnonzero(mask)
         return Rows([self.order_ids[i] for i in idx], [self.placed_at[i] for i in idx],
-                    self.x[idx], self.baseline_s[idx], self.actual_s[idx],
-                    self.stage[idx])  # fmt: skip
+                    self.x[idx], self.baseline_s[idx], self.actual_s[idx], self.stage[idx],
+                    [self.restaurant[i] for i in idx], self.prep_s[idx])  # fmt: skip
 
 
 def as_rows(found: list[dict[str, Any]]) -> Rows:
@@ -66,6 +68,8 @@ def as_rows(found: list[dict[str, Any]]) -> Rows:
         [r["order_id"] for r in keep], [r["placed_at"] for r in keep], x,
         np.array([float(r["baseline_s"]) for r in keep]), np.array(actual, dtype=float),
         np.array([STAGE_CODE[Stage(r["stage"])] for r in keep], dtype=np.int64),
+        [str(r["restaurant_id"]) for r in keep],
+        np.array([np.nan if r["prep_s"] is None else float(r["prep_s"]) for r in keep]),
     )  # fmt: skip
 
 
@@ -107,6 +111,10 @@ class Evaluation:
     stages: list[StageScore] = field(default_factory=list)
     predict_ms_p50: float = 0.0
     predict_ms_p99: float = 0.0
+    # The kitchens' own spread (minutes): mean absolute deviation of an order's preparation
+    # from its restaurant's mean over these deliveries. No estimate made at placement can
+    # know it; where the food is what the driver waits for, it is a floor under the error.
+    kitchen_spread: float = float("nan")
     # placement stage: (predicted, actual, baseline) minutes, for the plot
     points: tuple[list[float], list[float], list[float]] = ([], [], [])
 
@@ -130,6 +138,7 @@ def score(model: EtaModel, rows: Rows) -> Evaluation:
             window_coverage(actual, low[m], high[m]), float((actual - mid[m]).mean() / 60),
         ))  # fmt: skip
     first = rows.stage == STAGE_CODE[Stage.PLACEMENT]
+    out.kitchen_spread = kitchen_spread(rows.take(first))
     out.points = ((mid[first] / 60).tolist(), (rows.actual_s[first] / 60).tolist(),
                   (rows.baseline_s[first] / 60).tolist())  # fmt: skip
     timings = []
@@ -140,6 +149,18 @@ def score(model: EtaModel, rows: Rows) -> Evaluation:
     out.predict_ms_p50 = float(np.percentile(timings, 50))
     out.predict_ms_p99 = float(np.percentile(timings, 99))
     return out
+
+
+def kitchen_spread(rows: Rows, at_least: int = 3) -> float:
+    """Mean absolute deviation (minutes) of each order's preparation from its restaurant's
+    mean, over restaurants with at least ``at_least`` of these orders."""
+    by: dict[str, list[float]] = {}
+    for restaurant, prep in zip(rows.restaurant, rows.prep_s.tolist(), strict=True):
+        if not np.isnan(prep):
+            by.setdefault(restaurant, []).append(prep)
+    deviations = [abs(p - float(np.mean(ps))) for ps in by.values() if len(ps) >= at_least
+                  for p in ps]  # fmt: skip
+    return float(np.mean(deviations)) / 60 if deviations else float("nan")
 
 
 @dataclass
