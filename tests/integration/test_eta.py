@@ -162,19 +162,19 @@ async def test_training_reads_the_log_writes_versions_and_refuses_what_it_cannot
     region_id = f"etat_{uid}"
     shards = ShardAccess(conns, Catalog([region(region_id, (10.0, 10.0, 10.1, 10.1), "UTC")]))
     start = datetime(2030, 1, 1, 11, tzinfo=UTC)
-    await write_log(shards, region_id, synthetic_log(300, start))
+    await write_log(shards, region_id, synthetic_log(800, start))
 
     with pytest.raises(InvalidInput) as too_few:
-        await train(shards, tmp_path, region_id, min_deliveries=400, holdout=0.2)
-    assert "has 300 delivered orders" in too_few.value.message
-    assert "at least 400" in too_few.value.message
+        await train(shards, tmp_path, region_id, min_deliveries=1000, holdout=0.2)
+    assert "has 800 delivered orders" in too_few.value.message
+    assert "at least 1000" in too_few.value.message
     assert versions(tmp_path / region_id) == []
 
     first = await train(shards, tmp_path, region_id, min_deliveries=200, holdout=0.2)
     assert first.path.name == "v0001.json"
-    assert first.model.trained["deliveries"] == 240
+    assert first.model.trained["deliveries"] == 640
     held = first.evaluation.stage("placement")
-    assert held is not None and held.estimates == 60
+    assert held is not None and held.estimates == 160
     assert held.model_mae < 0.5 * held.baseline_mae  # it learned the pace
     assert 0.5 <= held.coverage <= 1.0
     second = await train(shards, tmp_path, region_id, min_deliveries=200, holdout=0.0)
