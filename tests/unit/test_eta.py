@@ -108,3 +108,17 @@ def test_the_kitchens_spread_is_the_deviation_from_each_restaurants_own_mean() -
                 zeros, np.zeros(n, dtype=np.int64), restaurant, prep)  # fmt: skip
     # a: mean 900, deviations 300, 300, 0; b: 0, 0, 0 (its unknown one left out).
     assert kitchen_spread(rows) == pytest.approx((300 + 300 + 0 + 0 + 0 + 0) / 6 / 60)
+
+
+def test_the_window_is_widened_on_held_out_orders_to_hold_80_percent(tmp_path: Path) -> None:
+    model, x, baseline, actual = fitted(600)
+    rng = np.random.default_rng(11)
+    wilder = actual + rng.normal(0, 400, len(actual))  # new orders, noisier than the fit's
+    before = model.predict_many(x, baseline)
+    scale = model.calibrate(x, baseline, wilder)
+    assert scale > 1
+    mid, low, high = model.predict_many(x, baseline)
+    assert np.mean((wilder >= low) & (wilder <= high)) == pytest.approx(0.8, abs=0.01)
+    assert np.array_equal(mid, before[0])  # the point estimate stays
+    model.save(tmp_path / "v0001.json")
+    assert EtaModel.load(tmp_path / "v0001.json").window_scale == scale

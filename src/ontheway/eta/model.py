@@ -26,6 +26,7 @@ from ontheway.eta.features import FEATURES
 
 FORMAT = "ontheway-eta/1"
 QUANTILES = (0.1, 0.5, 0.9)
+WINDOW_TARGET = 0.8  # the share of deliveries the 10-90 % window should hold
 MIN_REMAINING_S = 60.0  # an estimate never says "delivered in less than a minute"
 # LightGBM's settings: small trees (7 leaves of at least 100 estimates), a slow rate, 300
 # rounds: most of what is left after the baseline is noise (a kitchen's own spread), and
@@ -61,6 +62,10 @@ class EtaModel:
     boosters: dict[float, Any]  # quantile -> lightgbm.Booster
     trained: dict[str, Any] = field(default_factory=dict)
     version: str = ""
+    # The window's half-widths times this, chosen on orders kept out of the fit so that the
+    # window holds WINDOW_TARGET of them (quantile models cover less on new data than on
+    # their own): conformalised quantile regression, in its scaled form.
+    window_scale: float = 1.0
 
     @classmethod
     def fit(
@@ -84,8 +89,26 @@ class EtaModel:
         """Point, low and high remaining seconds for each row (quantiles kept in order)."""
         parts = [baseline_s + self.boosters[q].predict(x, num_threads=1) for q in QUANTILES]
         low, mid, high = np.sort(np.vstack(parts), axis=0)
+        k = self.window_scale
+        low, high = mid - k * (mid - low), mid + k * (high - mid)
         floor = np.minimum(baseline_s, MIN_REMAINING_S)
         return np.maximum(mid, floor), np.maximum(low, floor), np.maximum(high, floor)
+
+    def calibrate(
+        self, x: NDArray[np.float64], baseline_s: NDArray[np.float64],
+        actual_s: NDArray[np.float64], target: float = 0.8,
+    ) -> float:  # fmt: skip
+        """Set ``window_scale`` so that the window holds ``target`` of these (held-out) actual
+        times; returns it. Bisection: the share held grows with the scale."""
+        self.window_scale = 1.0
+        mid, low, high = self.predict_many(x, baseline_s)
+        lo_k, hi_k = 0.25, 8.0
+        for _ in range(40):
+            k = (lo_k + hi_k) / 2
+            held = window_coverage(actual_s, mid - k * (mid - low), mid + k * (high - mid))
+            lo_k, hi_k = (lo_k, k) if held >= target else (k, hi_k)
+        self.window_scale = round(hi_k, 4)
+        return self.window_scale
 
     def predict(self, row: list[float], baseline_s: float) -> Prediction:
         """One estimate (in-process, about a millisecond: see ``ontheway eta evaluate``)."""
@@ -102,6 +125,7 @@ class EtaModel:
             "features": list(FEATURES),
             "quantiles": list(QUANTILES),
             "trained": self.trained,
+            "window_scale": self.window_scale,
             "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "boosters": {str(q): b.model_to_string() for q, b in self.boosters.items()},
         })  # fmt: skip
@@ -127,7 +151,8 @@ class EtaModel:
                 "`ontheway eta train`"
             )
         boosters = {q: lgb.Booster(model_str=doc["boosters"][str(q)]) for q in QUANTILES}
-        return cls(str(doc["region"]), boosters, dict(doc.get("trained", {})))
+        return cls(str(doc["region"]), boosters, dict(doc.get("trained", {})),
+                   window_scale=float(doc.get("window_scale", 1.0)))  # fmt: skip
 
     def save(self, path: Path) -> None:
         """Write the file (atomically: a reader never sees half of it)."""
