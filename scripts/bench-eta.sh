@@ -22,6 +22,7 @@ done
 echo "== training on the deliveries placed since $START"
 $OTW eta train --region sf --after "$START" --out "$OUT/train"
 echo "== a day the model did not train on"
+TEST_START=$(date -u +%Y-%m-%dT%H:%M:%S)
 $OTW simulate "${DAY[@]}" --seed 1000 --out "$OUT/test-day" | tail -n 25
-$OTW eta evaluate --region sf --out "$OUT/evaluate"
+$OTW eta evaluate --region sf --after "$TEST_START" --out "$OUT/evaluate"
 echo "results: $OUT"

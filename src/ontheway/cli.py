@@ -308,14 +308,17 @@ def eta_train(
     after: Annotated[
         datetime | None, typer.Option(help="only deliveries placed after this (default: all)")
     ] = None,
+    until: Annotated[
+        datetime | None, typer.Option(help="only deliveries placed until this (default: all)")
+    ] = None,
 ) -> None:
     """Train the region's next ETA model from its ETA log (the database)."""
     from ontheway.eta.commands import train_command
 
-    after = _utc(after)
-    asyncio.run(
-        train_command(load_settings(), region, min_deliveries, holdout, console, out, after)
-    )
+    settings = load_settings()
+    asyncio.run(train_command(
+        settings, region, min_deliveries, holdout, console, out, _utc(after), _utc(until)
+    ))  # fmt: skip
 
 
 @eta_app.command("evaluate")

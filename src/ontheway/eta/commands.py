@@ -27,13 +27,15 @@ async def _shards(settings: Settings, region: str) -> ShardAccess:
 async def train_command(
     settings: Settings, region: str, min_deliveries: int | None, holdout: float,
     console: Console, out: Path | None = None, after: datetime | None = None,
+    until: datetime | None = None,
 ) -> Evaluation:  # fmt: skip
     """Train the region's next model; print and return its evaluation on the held-out orders."""
     shards = await _shards(settings, region)
     try:
         minimum = settings.eta_min_deliveries if min_deliveries is None else min_deliveries
         done = await train(shards, settings.eta_model_dir, region,
-                           min_deliveries=minimum, holdout=holdout, after=after)  # fmt: skip
+                           min_deliveries=minimum, holdout=holdout, after=after,
+                           until=until)  # fmt: skip
     finally:
         await shards.conns.close()
     trained = done.model.trained

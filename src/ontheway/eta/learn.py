@@ -179,11 +179,11 @@ class Trained:
 
 async def train(
     shards: ShardAccess, root: Path, region: str, *, min_deliveries: int, holdout: float,
-    after: datetime | None = None,
+    after: datetime | None = None, until: datetime | None = None,
 ) -> Trained:  # fmt: skip
-    """Train the region's next model version on deliveries placed after ``after`` (all by
-    default); ``InvalidInput`` when the log is too thin."""
-    rows = await load_rows(shards, region, after=after)
+    """Train the region's next model version on deliveries placed in (``after``, ``until``]
+    (all by default); ``InvalidInput`` when the log is too thin."""
+    rows = await load_rows(shards, region, after=after, until=until)
     if rows.deliveries < min_deliveries:
         raise InvalidInput(
             f"region {region!r} has {rows.deliveries} delivered orders in its ETA log; "
