@@ -105,7 +105,7 @@ def test_the_kitchens_spread_is_the_deviation_from_each_restaurants_own_mean() -
     n = len(prep)
     zeros = np.zeros(n)
     rows = Rows([str(i) for i in range(n)], [NOW] * n, np.zeros((n, len(FEATURES))), zeros,
-                zeros, np.zeros(n, dtype=np.int64), restaurant, prep)  # fmt: skip
+                zeros, np.zeros(n, dtype=np.int64), restaurant, prep, zeros)  # fmt: skip
     # a: mean 900, deviations 300, 300, 0; b: 0, 0, 0 (its unknown one left out).
     assert kitchen_spread(rows) == pytest.approx((300 + 300 + 0 + 0 + 0 + 0) / 6 / 60)
 

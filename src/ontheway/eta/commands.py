@@ -80,7 +80,8 @@ def report(ev: Evaluation, console: Console, out: Path | None) -> None:
     console.print(f"prediction in-process: p50 {ev.predict_ms_p50:.2f} ms, "
                   f"p99 {ev.predict_ms_p99:.2f} ms per estimate")  # fmt: skip
     console.print(f"kitchens' own spread (preparation vs its restaurant's mean, mean absolute "
-                  f"deviation): {_min(ev.kitchen_spread)} min")  # fmt: skip
+                  f"deviation): {_min(ev.kitchen_spread)} min; the driver waited for the food "
+                  f"in {ev.waited_for_food:.0%} of these deliveries")  # fmt: skip
     if not ev.stages:
         console.print("no delivery to evaluate on yet")
     if out is None:
@@ -89,7 +90,7 @@ def report(ev: Evaluation, console: Console, out: Path | None) -> None:
     doc = {
         "region": ev.region, "version": ev.version, "deliveries": ev.deliveries,
         "predict_ms_p50": ev.predict_ms_p50, "predict_ms_p99": ev.predict_ms_p99,
-        "kitchen_spread_min": ev.kitchen_spread,
+        "kitchen_spread_min": ev.kitchen_spread, "waited_for_food": ev.waited_for_food,
         "stages": [s.__dict__ | {"improvement": s.improvement} for s in ev.stages],
     }  # fmt: skip
     (out / "evaluation.json").write_text(json.dumps(doc, indent=1) + "\n")

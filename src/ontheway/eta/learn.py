@@ -49,6 +49,8 @@ class Rows:
     stage: NDArray[np.int64]
     restaurant: list[str] = field(default_factory=list)
     prep_s: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))  # NaN: not known
+    # 1.0: its driver reached the restaurant before the food was ready; NaN: not known
+    waited: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
 
     @property
     def deliveries(self) -> int:
@@ -58,7 +60,8 @@ class Rows:
         idx = np.flatnonzero(mask)
         return Rows([self.order_ids[i] for i in idx], [self.placed_at[i] for i in idx],
                     self.x[idx], self.baseline_s[idx], self.actual_s[idx], self.stage[idx],
-                    [self.restaurant[i] for i in idx], self.prep_s[idx])  # fmt: skip
+                    [self.restaurant[i] for i in idx], self.prep_s[idx],
+                    self.waited[idx])  # fmt: skip
 
 
 def as_rows(found: list[dict[str, Any]]) -> Rows:
@@ -75,6 +78,8 @@ def as_rows(found: list[dict[str, Any]]) -> Rows:
         np.array([STAGE_CODE[Stage(r["stage"])] for r in keep], dtype=np.int64),
         [str(r["restaurant_id"]) for r in keep],
         np.array([np.nan if r["prep_s"] is None else float(r["prep_s"]) for r in keep]),
+        np.array([np.nan if r["waited_for_food"] is None else float(r["waited_for_food"])
+                  for r in keep]),
     )  # fmt: skip
 
 
@@ -120,6 +125,7 @@ class Evaluation:
     # from its restaurant's mean over these deliveries. No estimate made at placement can
     # know it; where the food is what the driver waits for, it is a floor under the error.
     kitchen_spread: float = float("nan")
+    waited_for_food: float = float("nan")  # share of deliveries whose driver waited for it
     # placement stage: (predicted, actual, baseline) minutes, for the plot
     points: tuple[list[float], list[float], list[float]] = ([], [], [])
 
@@ -143,7 +149,10 @@ def score(model: EtaModel, rows: Rows) -> Evaluation:
             window_coverage(actual, low[m], high[m]), float((actual - mid[m]).mean() / 60),
         ))  # fmt: skip
     first = rows.stage == STAGE_CODE[Stage.PLACEMENT]
-    out.kitchen_spread = kitchen_spread(rows.take(first))
+    placed = rows.take(first)
+    out.kitchen_spread = kitchen_spread(placed)
+    known = placed.waited[~np.isnan(placed.waited)]
+    out.waited_for_food = float(known.mean()) if len(known) else float("nan")
     out.points = ((mid[first] / 60).tolist(), (rows.actual_s[first] / 60).tolist(),
                   (rows.baseline_s[first] / 60).tolist())  # fmt: skip
     timings = []

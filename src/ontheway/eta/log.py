@@ -64,7 +64,8 @@ def _iso(at: datetime) -> str:
 _DELIVERED = """
 SELECT e.order_id, e.stage, e.made_at, e.time_scale, e.baseline_s, e.predicted_s, e.low_s,
        e.high_s, e.method, e.features, t.placed_at, t.delivered_at, t.restaurant_id,
-       extract(epoch FROM t.ready_at - t.placed_at) * t.time_scale AS prep_s
+       extract(epoch FROM t.ready_at - t.placed_at) * t.time_scale AS prep_s,
+       t.ready_at > t.arrived_at AS waited_for_food
 FROM eta_estimates e JOIN order_timings t USING (order_id)
 WHERE t.region = %(region)s AND t.delivered_at IS NOT NULL
   AND (%(after)s::timestamptz IS NULL OR t.placed_at > %(after)s)
