@@ -29,11 +29,16 @@ def dependency_errors(dependency: str) -> Iterator[None]:
     try:
         yield
     except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
-        raise DependencyUnavailable(f"{dependency} is unavailable: {exc}") from exc
+        raise DependencyUnavailable(f"{dependency} is unavailable: {_why(exc)}") from exc
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-        raise DependencyUnavailable(f"{dependency} is unavailable: {exc}") from exc
+        raise DependencyUnavailable(f"{dependency} is unavailable: {_why(exc)}") from exc
     except (TimeoutError, OSError) as exc:
-        raise DependencyUnavailable(f"{dependency} is unavailable: {exc}") from exc
+        raise DependencyUnavailable(f"{dependency} is unavailable: {_why(exc)}") from exc
+
+
+def _why(exc: BaseException) -> str:
+    """The error's message, or its kind when it has none (a timeout often has none)."""
+    return str(exc) or f"{type(exc).__name__} (no answer in time)"
 
 
 def redis_client(url: str, timeout_s: float, **kwargs: Any) -> aioredis.Redis:

@@ -7,6 +7,7 @@ local mode and a JWT secret generated once), which ``load_settings`` reads.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,11 +95,18 @@ class LocalStack:
                 "falkordb_url": self.redis.url,
             }
         )
-        conns = await Connections.open(ours, shards=list(self.postgres.shards), pool_max=2)
+        # A server that is down shows in its row; the pools' own reconnection errors, logged
+        # while the checks wait, would only bury the table.
+        pool_log = logging.getLogger("psycopg.pool")
+        level, pool_log.level = pool_log.level, logging.CRITICAL
         try:
-            checks = await check_all(conns)
+            conns = await Connections.open(ours, shards=list(self.postgres.shards), pool_max=2)
+            try:
+                checks = await check_all(conns)
+            finally:
+                await conns.close()
         finally:
-            await conns.close()
+            pool_log.setLevel(level)
         pg = [c for c in checks if c.name.startswith("postgres:")]
         return [
             PartStatus("postgres", self.postgres.port, self.postgres.running_pid(), pg),
