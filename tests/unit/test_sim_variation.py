@@ -1,10 +1,9 @@
 import asyncio
+import json
 import random
 import statistics
 from pathlib import Path
 from typing import Any, cast
-
-import pytest
 
 from ontheway.sim import prepdata
 from ontheway.sim.city import _kitchen
@@ -25,8 +24,6 @@ from ontheway.sim.plan import (
 )
 from tests.unit.test_sim_plan import LAT, LNG  # its grid of nodes stands in for a road map
 
-MDRP = Path("/work/shared/data/mdrp")
-
 
 def _restaurants(seed: int = 5, count: int = 20) -> list[RestaurantPlan]:
     return plan_restaurants(seed, "sf", LAT, LNG, count)
@@ -43,11 +40,26 @@ def test_the_packaged_preparation_times_are_many_real_restaurants() -> None:
     assert prepdata.ATTRIBUTION in text
 
 
-def test_the_packaged_file_is_what_the_instances_give(tmp_path: Path) -> None:
-    if not MDRP.is_dir():
-        pytest.skip("the Grubhub instances are not on this machine")
-    assert prepdata.main([str(MDRP), str(tmp_path / "prep.json")]) == 0
-    assert (tmp_path / "prep.json").read_text() == prepdata.PACKAGED.read_text()
+def test_the_data_file_is_written_from_the_instances_orders(tmp_path: Path) -> None:
+    # Instances laid out as published (one folder per seed's variant), with a busy restaurant
+    # r1 in seed 0, a quiet one r2 (too few orders to keep), and r1 again in seed 3.
+    header = "order\tx\ty\tplacement_time\trestaurant\tready_time\n"
+    for seed in prepdata.SEEDS:
+        folder = tmp_path / f"{seed}{prepdata.VARIANT}"
+        folder.mkdir()
+        rows = (
+            [f"o{i}\t0\t0\t{100 + i}\tr1\t{110 + 2 * i}\n" for i in range(8)]
+            if seed in (0, 3)
+            else []
+        )
+        rows.append("o99\t0\t0\t50\tr2\t70\n")
+        (folder / "orders.txt").write_text(header + "".join(rows))
+    assert prepdata.main([str(tmp_path), str(tmp_path / "prep.json")]) == 0
+    written = json.loads((tmp_path / "prep.json").read_text())
+    assert written["attribution"] == prepdata.ATTRIBUTION
+    assert written["minutes"] == {"0:r1": [10 + i for i in range(8)],
+                                  "3:r1": [10 + i for i in range(8)]}  # fmt: skip
+    assert prepdata.main([]) == 2  # usage
 
 
 def test_each_restaurant_cooks_like_one_real_restaurant() -> None:
