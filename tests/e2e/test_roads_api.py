@@ -13,6 +13,8 @@ from ontheway.auth import Role
 from ontheway.connections import Connections
 from ontheway.orders.ids import new_id
 from ontheway.regions import Catalog
+from ontheway.roads.delivery import zones_graph
+from ontheway.roads.store import drop_graph
 from tests.e2e.conftest import Server
 
 SF = Path(__file__).parents[1] / "data" / "osm" / "san-francisco-downtown-drive.osm.bz2"
@@ -254,6 +256,10 @@ async def zoned_restaurant(
     yield restaurant_id
     async with conns.shard_connection(catalog.shard_for("sf")) as conn, conn.transaction():
         await conn.execute("DELETE FROM restaurants WHERE restaurant_id = %s", (restaurant_id,))
+    # The CLI zoned every San Francisco restaurant: left in place, the zones would refuse
+    # later tests' random addresses that their restaurants' radius allows (they are not by road).
+    assert conns.graphs is not None
+    await drop_graph(await conns.graphs.db(), zones_graph("sf"))
 
 
 def can_deliver(server: Server, restaurant_id: str, **params: object) -> httpx.Response:
