@@ -6,7 +6,6 @@ imported as the map of a region nobody else's tests use (Portland; see test_orde
 import math
 import random
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,27 +31,20 @@ from ontheway.orders.lifecycle import EventType
 from ontheway.orders.store import ShardAccess
 from ontheway.regions import Catalog
 from ontheway.roads.planning import DROPOFF_SERVICE_S
-from ontheway.settings import Settings
 from tests.helpers import order_for
 from tests.integration.test_orders_eta import (
     FERRY_BUILDING,
     MOSCONE,
     UNION_SQUARE,
     World,
-    close_world,
     deliver_to,
-    open_world,
     put_driver,
+    world_fixture,
 )
 from tests.integration.test_roads_reroute import next_message
 from tests.integration.test_roads_routing import region
 
-
-@pytest.fixture(scope="module")
-async def world(settings: Settings, conns: Connections) -> AsyncIterator[World]:
-    opened, store = await open_world(settings, conns, "portland")
-    yield opened
-    await close_world(opened, store)
+world = world_fixture("portland")
 
 
 async def event_of(world: World, order_id: str, kind: EventType) -> Event:

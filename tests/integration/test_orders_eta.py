@@ -128,11 +128,19 @@ async def close_world(world: World, store: GraphStore) -> None:
     await store.aclose()
 
 
-@pytest.fixture(scope="module")
-async def world(settings: Settings, conns: Connections) -> AsyncIterator[World]:
-    opened, store = await open_world(settings, conns, "detroit")
-    yield opened
-    await close_world(opened, store)
+def world_fixture(region_id: str) -> Any:
+    """A module's ``world`` fixture: the downtown map as ``region_id``'s (see open_world)."""
+
+    @pytest.fixture(scope="module")
+    async def world(settings: Settings, conns: Connections) -> AsyncIterator[World]:
+        opened, store = await open_world(settings, conns, region_id)
+        yield opened
+        await close_world(opened, store)
+
+    return world
+
+
+world = world_fixture("detroit")
 
 
 async def put_driver(world: World, driver_id: str, at: LatLng | None) -> None:

@@ -4,7 +4,7 @@ over the downtown San Francisco map as Medellín's (see test_orders_eta)."""
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -41,19 +41,13 @@ from tests.integration.test_orders_eta import (
     NEAR_UNION_SQUARE,
     UNION_SQUARE,
     World,
-    close_world,
     deliver_to,
-    open_world,
     place_to,
     put_driver,
+    world_fixture,
 )
 
-
-@pytest.fixture(scope="module")
-async def world(settings: Settings, conns: Connections) -> AsyncIterator[World]:
-    opened, store = await open_world(settings, conns, "medellin")
-    yield opened
-    await close_world(opened, store)
+world = world_fixture("medellin")
 
 
 @pytest.fixture

@@ -98,10 +98,11 @@ class Reestimator:
         restaurant = LatLng(lat=order["r_lat"], lng=order["r_lng"])
         customer = LatLng(lat=order["c_lat"], lng=order["c_lng"])
         if picked:
-            to_customer = await self._travel(driver, customer)
+            (to_customer,) = await self._travel([(driver, customer)])
             return Legs(0.0, 0.0, 0.0, 0.0, to_customer, DROPOFF_SERVICE_S)
-        to_restaurant = await self._travel(driver, restaurant)
-        to_customer = await self._travel(restaurant, customer)
+        to_restaurant, to_customer = await self._travel(
+            [(driver, restaurant), (restaurant, customer)]
+        )
         scale = self.estimator.time_scale
         if order["ready_at"] is not None:
             remaining = 0.0
@@ -111,16 +112,19 @@ class Reestimator:
         return Legs(0.0, to_restaurant, remaining, PICKUP_SERVICE_S, to_customer,
                     DROPOFF_SERVICE_S)  # fmt: skip
 
-    async def _travel(self, a: LatLng, b: LatLng) -> float:
-        """By road; off the map or unreachable, the straight line at an average speed."""
+    async def _travel(self, legs: list[tuple[LatLng, LatLng]]) -> list[float]:
+        """Each leg by road (one matrix query for them all, its diagonal); a leg off the map
+        or unreachable: the straight line at an average speed."""
         try:
-            found = (await self.roads.many_to_many([a], [b]))[0][0]
+            matrix = await self.roads.many_to_many([a for a, _ in legs], [b for _, b in legs])
+            found: list[float | None] = [matrix[i][i] for i in range(len(legs))]
         except (Unreachable, InvalidInput, NotFound) as exc:
             log.debug("ETA by straight line: %s", exc)
-            found = None
-        if found is None:
-            return haversine_m(a.lat, a.lng, b.lat, b.lng) / STRAIGHT_LINE_SPEED_MPS
-        return float(found)
+            found = [None] * len(legs)
+        return [
+            haversine_m(a.lat, a.lng, b.lat, b.lng) / STRAIGHT_LINE_SPEED_MPS if t is None else t
+            for (a, b), t in zip(legs, found, strict=True)
+        ]
 
 
 def _scaled(wall_s: float | None, scale: float) -> float | None:
