@@ -12,6 +12,7 @@ from scipy.sparse.csgraph import dijkstra
 from ontheway.connections import GraphStore
 from ontheway.errors import DependencyUnavailable
 from ontheway.regions import BBox, Catalog, LatLng, OutsideAllRegions, Region
+from ontheway.roads import matrix as matrix_module
 from ontheway.roads.errors import NoRoadMap, OutsideRoadMap, SamePoint, Unreachable
 from ontheway.roads.graph import RoadGraph, build_graph
 from ontheway.roads.importer import import_osm
@@ -354,6 +355,56 @@ async def test_routes_in_monaco_never_make_a_forbidden_turn(
     await assert_routes_obey_restrictions(service, monaco, DATA / "monaco.osm.pbf")
 
 
+async def assert_matrix_equals_dijkstra(service: RoadService, imported: Imported) -> None:
+    """Matrices of drivers near a restaurant and anywhere on the map, each time exactly the
+    shortest on the graph's weights (read from the graph, whichever process wrote them)."""
+    graph = imported.graph
+    network = await service.network(imported.region)
+    rng = np.random.default_rng(5)
+    routable = np.flatnonzero(graph.largest_component_mask())
+    reverse = graph.matrix().T.tocsr()
+    for restaurant in rng.choice(routable, size=4, replace=False):
+        near = (
+            np.hypot(
+                graph.lat[routable] - graph.lat[restaurant],
+                graph.lng[routable] - graph.lng[restaurant],
+            )
+            < 0.01
+        )
+        drivers = np.concatenate([rng.choice(routable[near], size=6), rng.choice(routable, size=6)])
+        points = [node_point(graph, int(n)) for n in drivers]
+        target = node_point(graph, int(restaurant))
+        matrix = await service.matrix(points, [target])
+        to_target = dijkstra(reverse, indices=network.snap(target.lat, target.lng).node)
+        for point, (time_s,) in zip(points, matrix, strict=True):
+            snapped = network.snap(point.lat, point.lng)
+            assert snapped is not None
+            assert time_s == pytest.approx(to_target[snapped.node], rel=1e-9, abs=1e-9)
+
+
+def force_matrix_path(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    """Make the service search matrices in the process, or ask them of the CCH."""
+    if path == "in_process":
+        monkeypatch.setattr(matrix_module, "CCH_PAIR_MS", 1e9)
+    else:
+        monkeypatch.setattr(matrix_module, "NODE_MS", 1e9)
+
+
+@pytest.mark.parametrize("path", ["in_process", "cch"])
+async def test_matrices_in_san_francisco_take_exactly_dijkstras_time(
+    service: RoadService, sf: Imported, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    force_matrix_path(monkeypatch, path)
+    await assert_matrix_equals_dijkstra(service, sf)
+
+
+async def test_matrices_in_west_oakland_and_monaco_take_exactly_dijkstras_time(
+    service: RoadService, oakland: Imported, monaco: Imported
+) -> None:
+    await assert_matrix_equals_dijkstra(service, oakland)
+    await assert_matrix_equals_dijkstra(service, monaco)
+
+
 async def test_a_travel_time_matrix_equals_the_routes_between_its_points(
     service: RoadService, sf: Imported
 ) -> None:
@@ -398,5 +449,5 @@ async def test_a_map_without_its_cch_index_makes_routes_fail_as_unavailable(
     loop, corner = LatLng(lat=10.010, lng=10.010), LatLng(lat=10.011, lng=10.011)
     with pytest.raises(DependencyUnavailable, match="CCH index"):
         await service.route([loop, corner])
-    with pytest.raises(DependencyUnavailable, match="CCH index"):
-        await service.matrix([loop], [corner])
+    # Matrices are searched in the process, on the weights read from the graph.
+    assert (await service.matrix([loop], [corner]))[0][0] is not None

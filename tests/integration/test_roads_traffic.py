@@ -23,7 +23,13 @@ from ontheway.roads.traffic import (
 )
 from ontheway.roads.weights import write_weights
 from ontheway.settings import Settings
-from tests.integration.test_roads_routing import Imported, assert_routes_equal_dijkstra, region
+from tests.integration.test_roads_routing import (
+    Imported,
+    assert_matrix_equals_dijkstra,
+    assert_routes_equal_dijkstra,
+    force_matrix_path,
+    region,
+)
 
 DATA = Path(__file__).parents[1] / "data" / "osm"
 UNION_SQUARE = LatLng(lat=37.7880, lng=-122.4075)
@@ -44,9 +50,13 @@ async def db(settings: Settings) -> AsyncIterator[FalkorDB]:
     await store.aclose()
 
 
+def catalog_of(region_id: str) -> Catalog:
+    return Catalog([region(region_id, (37.70, -122.50, 37.85, -122.35), "America/Los_Angeles")])
+
+
 @pytest.fixture(scope="module")
 async def service(settings: Settings, region_id: str, db: FalkorDB) -> AsyncIterator[RoadService]:
-    catalog = Catalog([region(region_id, (37.70, -122.50, 37.85, -122.35), "America/Los_Angeles")])
+    catalog = catalog_of(region_id)
     await import_osm(db, region_id, DATA / "san-francisco-downtown-drive.osm.bz2")
     store = GraphStore(settings.require_falkordb_url(), settings.dependency_timeout_s)
     try:
@@ -79,6 +89,38 @@ async def test_routes_after_a_thousand_roads_change_take_exactly_dijkstras_time_
     expected[roads] = travel_times(before.base_time_s[roads], factors)
     assert after.time_s.tolist() == expected.tolist()
     await assert_routes_equal_dijkstra(service, Imported(region_id, after))
+    await assert_matrix_equals_dijkstra(service, Imported(region_id, after))
+
+
+async def test_a_matrix_asked_by_another_process_follows_a_traffic_change(
+    settings: Settings,
+    service: RoadService,
+    db: FalkorDB,
+    region_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    force_matrix_path(monkeypatch, "in_process")  # the path that holds weights in memory
+    store = GraphStore(settings.require_falkordb_url(), settings.dependency_timeout_s)
+    other = RoadService(store, catalog_of(region_id))  # as in another process
+    try:
+        before = (await other.matrix([UNION_SQUARE], [FERRY_BUILDING]))[0][0]
+        route = await service.route([UNION_SQUARE, FERRY_BUILDING])
+        change = TrafficChange(roads=tuple(RoadFactor(r, 12.0) for r in route.legs[0].road_ids))
+        await service.update_traffic(region_id, change)
+        after = (await other.matrix([UNION_SQUARE], [FERRY_BUILDING]))[0][0]
+        assert before is not None and after is not None and after > before
+        assert after == pytest.approx(
+            (await service.route([UNION_SQUARE, FERRY_BUILDING])).duration_s, rel=1e-9
+        )
+        graph = await stored(db, region_id)
+        await assert_matrix_equals_dijkstra(other, Imported(region_id, graph))
+        await assert_matrix_equals_dijkstra(service, Imported(region_id, graph))
+        free = TrafficChange(roads=tuple(RoadFactor(r, 1.0) for r in route.legs[0].road_ids))
+        await service.update_traffic(region_id, free)  # the later tests expect no jam
+        reset = (await other.matrix([UNION_SQUARE], [FERRY_BUILDING]))[0][0]
+        assert reset == (await service.route([UNION_SQUARE, FERRY_BUILDING])).duration_s
+    finally:
+        await store.aclose()
 
 
 async def test_slowing_a_street_makes_the_next_route_follow_the_new_times(
@@ -119,6 +161,7 @@ async def test_an_area_resets_to_free_flow_every_road_within_it(
     await service.update_traffic(region_id, TrafficChange(areas=(everywhere,)))
     after = await stored(db, region_id)
     assert after.time_s.tolist() == after.base_time_s.tolist()
+    await assert_matrix_equals_dijkstra(service, Imported(region_id, after))
 
 
 @pytest.mark.parametrize(

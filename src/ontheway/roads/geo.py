@@ -46,6 +46,21 @@ def bearing_deg(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
     return math.degrees(math.atan2(x, y)) % 360.0
 
 
+def bearing_deg_arrays(
+    lat1: NDArray[np.float64],
+    lng1: NDArray[np.float64],
+    lat2: NDArray[np.float64],
+    lng2: NDArray[np.float64],
+) -> NDArray[np.float64]:
+    """``bearing_deg`` element by element."""
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    dl = np.radians(lng2 - lng1)
+    x = np.sin(dl) * np.cos(p2)
+    y = np.cos(p1) * np.sin(p2) - np.sin(p1) * np.cos(p2) * np.cos(dl)
+    result: NDArray[np.float64] = np.degrees(np.arctan2(x, y)) % 360.0
+    return result
+
+
 def project_m(
     lat: NDArray[np.float64], lng: NDArray[np.float64], ref_lat: float
 ) -> NDArray[np.float64]:

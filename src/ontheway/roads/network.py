@@ -2,8 +2,11 @@
 
 Routes themselves come from FalkorDB's CCH index; this copy of the graph answers what the
 index does not: which node a point snaps to (a KD-tree over the nodes of the largest strongly
-connected component, so that any two snapped points are joined by a route both ways), and the
-length, name and shape of the roads a route takes.
+connected component, so that any two snapped points are joined by a route both ways), the
+length, name and shape of the roads a route takes, and travel-time matrices
+(``roads.search``: one bounded search per row or column, where FalkorDB needs one search
+per pair). ``weights_version`` is the graph's count of traffic writes that the roads'
+``time_s`` here reflect; the service checks it against the graph's before each matrix.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 
-from ontheway.roads.geo import haversine_m, haversine_m_arrays, project_m
+from ontheway.roads.geo import bearing_deg_arrays, haversine_m, haversine_m_arrays, project_m
 from ontheway.roads.graph import RoadGraph
+from ontheway.roads.search import MatrixSearch
 
 SNAP_LIMIT_M = 500.0
 """A point farther than this from every routable node is outside the road map."""
@@ -35,14 +39,22 @@ class Snap:
 class RoadNetwork:
     """One imported road graph in memory, identified by the import that wrote it."""
 
-    def __init__(self, import_id: str, graph: RoadGraph) -> None:
+    def __init__(self, import_id: str, graph: RoadGraph, weights_version: int = 0) -> None:
         self.import_id = import_id
         self.graph = graph
+        self.weights_version = weights_version
+        self._search: MatrixSearch | None = None
         mask = graph.largest_component_mask()
         self.routable: NDArray[np.int64] = np.flatnonzero(mask).astype(np.int64)
         self._ref_lat = float(np.mean(graph.lat)) if graph.node_count else 0.0
         points = project_m(graph.lat[self.routable], graph.lng[self.routable], self._ref_lat)
         self._tree = cKDTree(points) if len(self.routable) else None
+        self._search = MatrixSearch(graph, graph.time_s.copy())  # here, not on a first matrix
+        self.road_names: NDArray[np.object_] = np.array(graph.name, dtype=object)
+        # Each road's compass bearing, for the turns of turn-by-turn steps.
+        self.road_bearing_deg = bearing_deg_arrays(
+            graph.lat[graph.src], graph.lng[graph.src], graph.lat[graph.dst], graph.lng[graph.dst]
+        )
 
     def snap(self, lat: float, lng: float, limit_m: float = SNAP_LIMIT_M) -> Snap | None:
         """The nearest node of the largest strongly connected component, or None when none
@@ -76,3 +88,64 @@ class RoadNetwork:
         """Whether every road id belongs to this network (else the graph was re-imported)."""
         ids = np.asarray(road_ids, dtype=np.int64)
         return not ids.size or bool(ids.min() >= 0 and ids.max() < self.graph.road_count)
+
+    def nodes_within(
+        self, centres: Sequence[int], ends: Sequence[int], reach: float
+    ) -> NDArray[np.int64]:
+        """For each centre node, the routable nodes within ``reach`` times the straight-line
+        distance to the farthest of ``ends``: what a search from it to them would settle."""
+        if self._tree is None or not centres or not ends:
+            return np.zeros(len(centres), dtype=np.int64)
+        c, e = np.asarray(centres, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+        lat, lng = self.graph.lat, self.graph.lng
+        farthest = (
+            haversine_m_arrays(
+                np.repeat(lat[c], len(e)),
+                np.repeat(lng[c], len(e)),
+                np.tile(lat[e], len(c)),
+                np.tile(lng[e], len(c)),
+            )
+            .reshape(len(c), len(e))
+            .max(axis=1)
+        )
+        points = project_m(lat[c], lng[c], self._ref_lat)
+        counts: NDArray[np.int64] = np.asarray(
+            self._tree.query_ball_point(points, farthest * reach, return_length=True),
+            dtype=np.int64,
+        )
+        return counts
+
+    def travel_times(
+        self, sources: Sequence[int], targets: Sequence[int]
+    ) -> dict[tuple[int, int], float]:
+        """Seconds from each source node to each target node on the roads' current
+        ``time_s``, keyed (source, target); pairs no road joins are absent. CPU-bound (a few
+        milliseconds a row or column): async callers run it in a thread."""
+        search = self._search
+        if search is None:
+            search = self._search = MatrixSearch(self.graph, self.graph.time_s.copy())
+        return search.times(sources, targets)
+
+    def set_times(
+        self,
+        road_ids: NDArray[np.int64],
+        times_s: NDArray[np.float64],
+        weights_version: int | None,
+    ) -> None:
+        """Give the roads ``road_ids`` their new travel times. ``weights_version`` is the
+        graph's count of traffic writes that this makes current (None: not known, so the
+        next matrix reads the weights again)."""
+        self.graph.time_s[road_ids] = times_s
+        self._search = None
+        self.weights_version = -1 if weights_version is None else weights_version
+
+    def reset_traffic(
+        self, road_ids: Sequence[int], times_s: Sequence[float], weights_version: int
+    ) -> None:
+        """Every road at free flow except ``road_ids``, which take ``times_s``: the weights of
+        the graph after ``weights_version`` traffic writes."""
+        times = self.graph.base_time_s.copy()
+        times[np.asarray(road_ids, dtype=np.int64)] = np.asarray(times_s, dtype=np.float64)
+        self.graph.time_s = times
+        self._search = None
+        self.weights_version = weights_version

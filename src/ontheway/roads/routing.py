@@ -11,9 +11,11 @@ network was loaded, the network is reloaded and the route asked again. It return
 current times too, so that steps follow traffic changes made by any process (the network in
 memory keeps the times it was loaded with).
 
-A matrix is one CCH search per pair of nodes (FalkorDB has no one-to-many search: about
-0.5 ms each in the server even between neighbours), cut into as many queries as FalkorDB has
-threads and asked at once; its rows carry the import id too.
+A matrix is searched in the process (``roads.search``) or asked of the CCH pair by pair,
+whichever should cost less (``roads.matrix``). In the process, one small query (overlapping
+the search) reads the graph's import id and its count of traffic writes; when another process
+changed the weights since, the roads under traffic are read again (one query) and the search
+repeated, so a matrix is always on the graph's current weights, like a route.
 """
 
 from __future__ import annotations
@@ -25,17 +27,23 @@ from itertools import pairwise
 from typing import Any
 
 import numpy as np
-import redis.exceptions
 from numpy.typing import NDArray
 
-from ontheway.connections import GraphStore, dependency_errors
+from ontheway.connections import GraphStore
 from ontheway.errors import DependencyUnavailable
 from ontheway.regions import Catalog, LatLng, Region
 from ontheway.roads.errors import NoRoadMap, OutsideRoadMap, SamePoint, Unreachable
 from ontheway.roads.geo import haversine_m
+from ontheway.roads.matrix import MatrixTimes, Reimported
 from ontheway.roads.network import RoadNetwork, Snap
-from ontheway.roads.steps import Segment, Step, build_steps
-from ontheway.roads.store import graph_name, read_graph, read_meta, read_rows
+from ontheway.roads.steps import RoadColumns, Step, steps_of_roads
+from ontheway.roads.store import (
+    graph_name,
+    read_graph,
+    read_meta,
+    read_rows,
+    read_version,
+)
 from ontheway.roads.traffic import TrafficChange, plan_write, select_roads, travel_times
 from ontheway.roads.weights import write_weights
 
@@ -48,17 +56,6 @@ YIELD pathWeight, path
 MATCH (m:RoadMap)
 RETURN m.import_id, pathWeight, [r IN relationships(path) | r.id],
        [r IN relationships(path) | r.time_s]
-"""
-
-# One CCH search per pair (FalkorDB has no one-to-many search); a matrix is cut into as many
-# queries as FalkorDB has threads, sent at once.
-_MATRIX_QUERY = """
-UNWIND $pairs AS pair
-MATCH (a), (b) WHERE id(a) = pair[0] AND id(b) = pair[1]
-CALL db.idx.cch.query({sourceNode: a, targetNode: b, relTypes: ['ROAD'], weightProp: 'time_s'})
-YIELD pathWeight
-MATCH (m:RoadMap)
-RETURN m.import_id, pair[0], pair[1], pathWeight
 """
 
 
@@ -80,10 +77,6 @@ class TrafficResult:
             "index": "rebuilt" if self.full_rebuild else "re-customised",
             "took_ms": round(self.took_s * 1000, 1),
         }
-
-
-class _Reimported(Exception):
-    """The graph changed under the cached network: reload and ask again."""
 
 
 @dataclass(frozen=True)
@@ -159,7 +152,7 @@ class RoadService:
         self._catalog = catalog
         self._networks: dict[str, RoadNetwork] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._threads: int | None = None
+        self._matrices = MatrixTimes()
 
     async def network(self, region: str, *, reload: bool = False) -> RoadNetwork:
         """The region's network, loaded from its graph on first use (or when ``reload``)."""
@@ -170,16 +163,20 @@ class RoadService:
                 return cached
             db = await self._db()
             name = graph_name(region)
-            if cached is not None and await read_meta(db, name) == cached.import_id:
+            version = await read_version(db, name)
+            if cached is not None and version is not None and version[0] == cached.import_id:
                 return cached
+            # The count of traffic writes is read before the weights: a write landing
+            # meanwhile leaves it behind them, and the next matrix reads the weights again.
             loaded = await read_graph(db, name)
-            if loaded is None:
+            if loaded is None or version is None:
                 self._networks.pop(region, None)
                 raise NoRoadMap(
                     f"no road map has been imported for region {region!r} "
                     f"(run `ontheway roads import --region {region} FILE`)"
                 )
-            network = await asyncio.to_thread(RoadNetwork, *loaded)
+            weights = version[1] if version[0] == loaded[0] else -1
+            network = await asyncio.to_thread(RoadNetwork, *loaded, weights)
             self._networks[region] = network
             return network
 
@@ -198,13 +195,16 @@ class RoadService:
             network = await self.network(region, reload=attempt > 0)
             snaps = [self._snap(network, p, label) for p, label in zip(points, names, strict=True)]
             try:
-                legs = await asyncio.gather(
-                    *(
-                        self.leg(network, region, a, b, last=i == len(snaps) - 2)
-                        for i, (a, b) in enumerate(pairwise(snaps))
+                if len(snaps) == 2:  # one leg: no task to schedule (a turn of the loop less)
+                    legs = [await self.leg(network, region, *snaps)]
+                else:
+                    legs = await asyncio.gather(
+                        *(
+                            self.leg(network, region, a, b, last=i == len(snaps) - 2)
+                            for i, (a, b) in enumerate(pairwise(snaps))
+                        )
                     )
-                )
-            except _Reimported:
+            except Reimported:
                 continue
             return Route(region, list(legs), snaps)
         raise DependencyUnavailable(f"the road graph of {region!r} keeps changing; try again")
@@ -234,60 +234,16 @@ class RoadService:
             row_nodes, col_nodes = _snap_ends(
                 network, region, origins, destinations, skip_off_map=skip_off_map
             )
-            pairs = sorted(
-                {(a, b) for a in set(row_nodes) if a >= 0 for b in set(col_nodes) if a != b}
-            )
+            sources = [a for a in row_nodes if a >= 0]
+            db = await self._db()
             try:
-                found = await self._travel_times(network, region.region, pairs)
-            except _Reimported:
+                found = await self._matrices.times(db, network, region.region, sources, col_nodes)
+            except Reimported:
                 continue
-            return [
-                [None if a < 0 else 0.0 if a == b else found.get((a, b)) for b in col_nodes]
-                for a in row_nodes
-            ]
+            return [[None if a < 0 else found.get((a, b)) for b in col_nodes] for a in row_nodes]
         raise DependencyUnavailable(
             f"the road graph of {region.region!r} keeps changing; try again"
         )
-
-    async def _travel_times(
-        self, network: RoadNetwork, region: str, pairs: list[tuple[int, int]]
-    ) -> dict[tuple[int, int], float]:
-        """The CCH's time from node to node for each pair (absent: no route), in as many
-        queries as FalkorDB has threads, asked at once."""
-        if not pairs:
-            return {}
-        db = await self._db()
-        name = graph_name(region)
-        parts = min(len(pairs), await self._graph_threads(db))
-        replies = await asyncio.gather(
-            *(
-                read_rows(db, name, _MATRIX_QUERY, {"pairs": [list(p) for p in pairs[i::parts]]})
-                for i in range(parts)
-            )
-        )
-        rows = [row for reply in replies for row in reply]
-        # Every pair of the largest strongly connected component has a route: a missing one
-        # means the graph may have been re-imported under the network.
-        stale = any(row[0] != network.import_id for row in rows) or (
-            len(rows) < len(pairs) and await read_meta(db, name) != network.import_id
-        )
-        if stale:
-            raise _Reimported
-        return {(a, b): w for _, a, b, w in rows}
-
-    async def _graph_threads(self, db: Any) -> int:
-        """How many queries FalkorDB runs at once (its THREAD_COUNT, read once; 1 where the
-        server does not say)."""
-        if self._threads is None:
-            with dependency_errors("FalkorDB"):
-                try:
-                    reply = await db.connection.execute_command(
-                        "GRAPH.CONFIG", "GET", "THREAD_COUNT"
-                    )
-                    self._threads = max(1, int(reply[1]))
-                except redis.exceptions.ResponseError:
-                    self._threads = 1
-        return self._threads
 
     async def many_to_many(
         self, origins: list[LatLng], destinations: list[LatLng]
@@ -309,7 +265,13 @@ class RoadService:
             if done.applied:
                 ids = np.fromiter(chosen, dtype=np.int64, count=len(chosen))
                 factors = np.fromiter(chosen.values(), dtype=np.float64, count=len(chosen))
-                network.graph.time_s[ids] = travel_times(network.graph.base_time_s[ids], factors)
+                # Current only if no other process wrote since this one read the weights.
+                consecutive = done.version == network.weights_version + 1
+                network.set_times(
+                    ids,
+                    travel_times(network.graph.base_time_s[ids], factors),
+                    done.version if consecutive else None,
+                )
                 return TrafficResult(
                     region,
                     done.changed,
@@ -349,11 +311,11 @@ class RoadService:
         rows = await read_rows(db, graph_name(region), _LEG_QUERY, {"s": a.node, "t": b.node})
         if not rows:
             if await read_meta(db, graph_name(region)) != network.import_id:
-                raise _Reimported
+                raise Reimported
             raise Unreachable(f"no route leads from ({a.lat}, {a.lng}) to ({b.lat}, {b.lng})")
         import_id, weight, road_ids, road_times = rows[0]
         if import_id != network.import_id or not network.has_roads(road_ids):
-            raise _Reimported
+            raise Reimported
         return _describe(network, Leg(a, b, weight, road_ids, road_times), final)
 
 
@@ -408,25 +370,25 @@ def _describe(network: RoadNetwork, leg: Leg, final: str) -> Leg:
     src, dst = g.src[ids], g.dst[ids]
     # Whole columns at once: indexing numpy arrays one element at a time costs more than
     # the CCH query on long routes.
-    columns = zip(
-        g.lat[src].tolist(),
-        g.lng[src].tolist(),
-        g.lat[dst].tolist(),
-        g.lng[dst].tolist(),
-        [g.name[r] for r in leg.road_ids],
-        g.distance_m[ids].tolist(),
-        leg.road_times_s,
-        strict=True,
+    roads = RoadColumns(
+        from_lat=g.lat[src],
+        from_lng=g.lng[src],
+        to_lat=g.lat[dst],
+        to_lng=g.lng[dst],
+        street=network.road_names[ids],
+        distance_m=g.distance_m[ids],
+        duration_s=np.array(leg.road_times_s, dtype=np.float64),
+        bearing_deg=network.road_bearing_deg[ids],
     )
-    segments = [Segment(*row) for row in columns]
-    geometry = [[leg.start.lat, leg.start.lng]] + [[s.to_lat, s.to_lng] for s in segments]
+    geometry = [[leg.start.lat, leg.start.lng]]
+    geometry += np.column_stack([roads.to_lat, roads.to_lng]).tolist()
     return Leg(
         leg.start,
         leg.end,
         leg.duration_s,
         leg.road_ids,
         leg.road_times_s,
-        distance_m=float(g.distance_m[ids].sum()),
+        distance_m=float(roads.distance_m.sum()),
         geometry=geometry,
-        steps=build_steps(segments, final),
+        steps=steps_of_roads(roads, final),
     )

@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+from scipy.sparse.csgraph import dijkstra
+
+from ontheway.roads import search
+from ontheway.roads.graph import RoadGraph
+from ontheway.roads.matrix import cch_ms, in_process_ms
+from ontheway.roads.network import RoadNetwork
+from ontheway.roads.search import MatrixSearch
+
+
+def grid(size: int, seed: int) -> RoadGraph:
+    """A ``size`` x ``size`` grid about 100 m apart, two-way roads of random times, plus one
+    node joined to nothing (the last)."""
+    rng = np.random.default_rng(seed)
+    src, dst = [], []
+    for i in range(size):
+        for j in range(size):
+            here = i * size + j
+            for di, dj in ((0, 1), (1, 0)):
+                if i + di < size and j + dj < size:
+                    there = (i + di) * size + j + dj
+                    src += [here, there]
+                    dst += [there, here]
+    n = size * size + 1
+    m = len(src)
+    lat = np.array([37.7 + (k // size) * 0.0009 for k in range(n)])
+    lng = np.array([-122.4 + (k % size) * 0.0011 for k in range(n)])
+    times = np.round(rng.uniform(5, 60, m), 3)
+    return RoadGraph(
+        node_osm_id=np.arange(n, dtype=np.int64),
+        lat=lat,
+        lng=lng,
+        src=np.array(src, dtype=np.int64),
+        dst=np.array(dst, dtype=np.int64),
+        distance_m=np.full(m, 100.0),
+        base_time_s=times,
+        time_s=times.copy(),
+        speed_kph=np.full(m, 30.0),
+        road_class=["residential"] * m,
+        name=[None] * m,
+        osm_way_id=np.arange(m, dtype=np.int64),
+    )
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_every_time_equals_a_whole_dijkstra_search(seed: int) -> None:
+    graph = grid(15, seed)
+    rng = np.random.default_rng(seed)
+    sources = rng.choice(225, size=12, replace=False).tolist()
+    targets = rng.choice(225, size=3, replace=False).tolist()
+    full = dijkstra(graph.matrix())
+    for rows, cols in ((sources, targets), (targets, sources)):  # backward, then forward
+        found = MatrixSearch(graph, graph.time_s).times(rows, cols)
+        assert set(found) == {(a, b) for a in rows for b in cols}
+        for (a, b), time_s in found.items():
+            assert time_s == pytest.approx(full[a, b], rel=1e-12, abs=1e-9)
+
+
+def test_a_far_point_is_found_after_the_limit_grows(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A guessed speed far too high: the first limits reach almost nothing.
+    monkeypatch.setattr(search, "GUESS_SPEED_M_S", 1000.0)
+    monkeypatch.setattr(search, "SLACK_S", 0.0)
+    graph = grid(15, 4)
+    found = MatrixSearch(graph, graph.time_s).times([0], [224])
+    assert found[(0, 224)] == pytest.approx(dijkstra(graph.matrix(), indices=0)[224])
+
+
+def test_a_point_no_road_joins_is_left_out_and_its_own_time_is_zero() -> None:
+    graph = grid(6, 5)
+    found = MatrixSearch(graph, graph.time_s).times([0, 36, 7], [7])
+    assert (36, 7) not in found
+    assert found[(7, 7)] == 0.0
+    assert (0, 7) in found
+
+
+def test_the_search_uses_the_weights_it_was_given() -> None:
+    graph = grid(6, 6)
+    slower = graph.time_s * 3
+    found = MatrixSearch(graph, slower).times([0], [35])
+    assert found[(0, 35)] == pytest.approx(3 * dijkstra(graph.matrix(), indices=0)[35])
+
+
+def test_a_matrix_over_far_points_is_estimated_dearer_in_the_process_than_by_the_cch() -> None:
+    network = RoadNetwork("grid", grid(30, 7))
+    near = in_process_ms(network, [0, 1, 30, 31], [32])
+    far = in_process_ms(network, [0, 1, 30, 899], [32])
+    assert network.nodes_within([32], [0, 1, 30, 31], 1.0)[0] < 30
+    assert network.nodes_within([32], [899], 1.0)[0] > 400
+    assert near < far
+    # On a map this small even a search of all of it costs less than four CCH searches.
+    assert far < cch_ms(4, threads=2)
