@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from ontheway.roads.geo import bearing_deg, haversine_m
@@ -39,12 +40,40 @@ def test_a_point_far_from_every_road_does_not_snap() -> None:
     assert network().snap(37.80, -122.40) is None  # about 1 km north
 
 
-def test_road_ids_outside_the_network_mean_another_import() -> None:
+def test_node_ids_outside_the_network_mean_another_import() -> None:
     roads = network()
-    assert roads.has_roads([0, 1])
-    assert not roads.has_roads([0, roads.graph.road_count])
-    assert not roads.has_roads([-1, 0])
-    assert roads.has_roads([])
+    assert roads.has_nodes([0, 1])
+    assert not roads.has_nodes([0, roads.graph.node_count])
+    assert not roads.has_nodes([-1, 0])
+    assert roads.has_nodes([])
+
+
+def test_the_roads_along_a_path_are_those_joining_its_nodes() -> None:
+    roads = network()
+    g = roads.graph
+    path = [int(g.src[0]), int(g.dst[0])]
+    (road,) = roads.roads_along(path).tolist()
+    assert (g.src[road], g.dst[road]) == (path[0], path[1])
+    with pytest.raises(ValueError, match="no road joins"):
+        roads.roads_along([path[0], path[0]])
+
+
+def test_of_parallel_roads_the_path_takes_the_fastest_on_the_current_weights() -> None:
+    ways = [
+        OsmWay(1, {"highway": "residential", "name": "Slow"}, (1, 2), (P[1], P[2])),
+        OsmWay(2, {"highway": "primary", "name": "Fast"}, (1, 2), (P[1], P[2])),
+    ]
+    graph, _ = build_graph(OsmExtract(ways=ways))
+    roads = RoadNetwork("parallel", graph)
+    a, b = (
+        int(np.flatnonzero(graph.node_osm_id == 1)[0]),
+        int(np.flatnonzero(graph.node_osm_id == 2)[0]),
+    )
+    (chosen,) = roads.roads_along([a, b]).tolist()
+    assert graph.name[chosen] == "Fast"
+    roads.set_times(np.array([chosen]), np.array([999.0]), None)  # a jam on it
+    (chosen,) = roads.roads_along([a, b]).tolist()
+    assert graph.name[chosen] == "Slow"
 
 
 def test_distances_and_bearings_are_in_metres_and_compass_degrees() -> None:

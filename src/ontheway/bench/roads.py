@@ -122,7 +122,7 @@ async def run_roads_bench(
         await db.connection.connection_pool.disconnect()
         await store.aclose()
 
-    table = Table("figure", "ontheway (FalkorDB CCH)", "scipy Dijkstra, same graph", "target")
+    table = Table("figure", "ontheway (service)", "scipy Dijkstra, same graph", "target")
     # The machine's load decides the tails (and, on a busy machine, the medians): say it.
     table.title = (
         f"{path.name}: {summary.nodes:,} nodes, {summary.roads:,} roads, "

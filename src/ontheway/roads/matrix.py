@@ -110,9 +110,15 @@ async def _weights_current(db: Any, network: RoadNetwork, name: str) -> bool:
         raise Reimported
     if version[1] == network.weights_version:
         return True
-    road_ids, times_s = await read_traffic(db, name)
-    network.reset_traffic(road_ids, times_s, version[1])
+    await refresh_weights(db, network, name, version[1])
     return False
+
+
+async def refresh_weights(db: Any, network: RoadNetwork, name: str, version: int) -> None:
+    """Read the roads under traffic into the network, which then holds the graph's weights
+    after ``version`` traffic writes (or later ones: the next check reads them again)."""
+    road_ids, times_s = await read_traffic(db, name)
+    network.reset_traffic(road_ids, times_s, version)
 
 
 async def _search(

@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 
-from ontheway.roads.geo import bearing_deg_arrays, haversine_m, haversine_m_arrays, project_m
+from ontheway.roads.geo import bearing_deg_arrays, haversine_m_arrays, project_m
 from ontheway.roads.graph import RoadGraph
 from ontheway.roads.search import MatrixSearch
 
@@ -51,6 +51,10 @@ class RoadNetwork:
         self._tree = cKDTree(points) if len(self.routable) else None
         self._search = MatrixSearch(graph, graph.time_s.copy())  # here, not on a first matrix
         self.road_names: NDArray[np.object_] = np.array(graph.name, dtype=object)
+        # Roads sorted by (from, to) node, then id: the road between two nodes by bisection.
+        road_keys = graph.src * graph.node_count + graph.dst
+        self._road_order = np.argsort(road_keys, kind="stable")
+        self._road_keys = road_keys[self._road_order]
         # Each road's compass bearing, for the turns of turn-by-turn steps.
         self.road_bearing_deg = bearing_deg_arrays(
             graph.lat[graph.src], graph.lng[graph.src], graph.lat[graph.dst], graph.lng[graph.dst]
@@ -59,17 +63,26 @@ class RoadNetwork:
     def snap(self, lat: float, lng: float, limit_m: float = SNAP_LIMIT_M) -> Snap | None:
         """The nearest node of the largest strongly connected component, or None when none
         lies within ``limit_m`` metres."""
+        return self.snap_points([lat], [lng], limit_m)[0]
+
+    def snap_points(
+        self, lat: Sequence[float], lng: Sequence[float], limit_m: float = SNAP_LIMIT_M
+    ) -> list[Snap | None]:
+        """``snap`` for each of a few points, with one query of the tree."""
         if self._tree is None:
-            return None
-        point = project_m(np.array([lat]), np.array([lng]), self._ref_lat)[0]
+            return [None] * len(lat)
+        lats, lngs = np.asarray(lat, dtype=np.float64), np.asarray(lng, dtype=np.float64)
         # The planar distance only ranks candidates; the reported one is great-circle.
-        _, found = self._tree.query(point, k=1)
-        node = int(self.routable[int(found)])
-        at_lat, at_lng = float(self.graph.lat[node]), float(self.graph.lng[node])
-        distance = haversine_m(lat, lng, at_lat, at_lng)
-        if distance > limit_m:
-            return None
-        return Snap(node, at_lat, at_lng, distance)
+        _, found = self._tree.query(project_m(lats, lngs, self._ref_lat), k=1)
+        nodes = self.routable[found]
+        at_lat, at_lng = self.graph.lat[nodes], self.graph.lng[nodes]
+        distances = haversine_m_arrays(lats, lngs, at_lat, at_lng)
+        return [
+            Snap(node, a, b, d) if d <= limit_m else None
+            for node, a, b, d in zip(
+                nodes.tolist(), at_lat.tolist(), at_lng.tolist(), distances.tolist(), strict=True
+            )
+        ]
 
     def snap_many(
         self, lat: NDArray[np.float64], lng: NDArray[np.float64], limit_m: float = SNAP_LIMIT_M
@@ -84,10 +97,27 @@ class RoadNetwork:
         result: NDArray[np.int64] = np.where(far, -1, nodes).astype(np.int64)
         return result
 
-    def has_roads(self, road_ids: Sequence[int] | NDArray[np.int64]) -> bool:
-        """Whether every road id belongs to this network (else the graph was re-imported)."""
-        ids = np.asarray(road_ids, dtype=np.int64)
-        return not ids.size or bool(ids.min() >= 0 and ids.max() < self.graph.road_count)
+    def has_nodes(self, node_ids: Sequence[int]) -> bool:
+        """Whether every node id belongs to this network (else the graph was re-imported)."""
+        return not node_ids or (min(node_ids) >= 0 and max(node_ids) < self.graph.node_count)
+
+    def roads_along(self, node_ids: Sequence[int]) -> NDArray[np.int64]:
+        """The roads joining consecutive nodes of a path: of parallel roads, the fastest on
+        the current weights (the one a shortest path takes; the lowest id on a tie)."""
+        nodes = np.asarray(node_ids, dtype=np.int64)
+        keys = nodes[:-1] * self.graph.node_count + nodes[1:]
+        sorted_keys = self._road_keys
+        lo = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+        if (sorted_keys[lo] != keys).any():
+            raise ValueError("a path steps between nodes that no road joins")
+        roads: NDArray[np.int64] = self._road_order[lo]
+        after = np.minimum(lo + 1, len(sorted_keys) - 1)
+        for i in np.flatnonzero((sorted_keys[after] == keys) & (after > lo)).tolist():
+            # Parallel roads (rare): the fastest of the run of equal keys.
+            end = int(np.searchsorted(sorted_keys, keys[i], side="right"))
+            parallel = self._road_order[lo[i] : end]
+            roads[i] = parallel[int(np.argmin(self.graph.time_s[parallel]))]
+        return roads
 
     def nodes_within(
         self, centres: Sequence[int], ends: Sequence[int], reach: float
