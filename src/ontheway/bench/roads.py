@@ -13,6 +13,7 @@ import statistics
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,7 +28,7 @@ from ontheway.roads.geo import haversine_m_arrays
 from ontheway.roads.graph import RoadGraph
 from ontheway.roads.importer import import_osm
 from ontheway.roads.matrix import cch_times, pairs_of
-from ontheway.roads.network import RoadNetwork
+from ontheway.roads.network import SNAP_LIMIT_M, RoadNetwork
 from ontheway.roads.routing import RoadService
 from ontheway.roads.store import (
     CREATE_CCH_INDEX,
@@ -108,6 +109,8 @@ async def run_roads_bench(
         ]
         with console.status(f"{len(points)} routes through the service and through scipy"):
             figures.update(await _routes(service, points, matrix))
+        with console.status("snapping points: KD-tree in the process, FalkorDB's point index"):
+            figures.update(await _snapping(db, region, network, rng))
         with console.status("20 x 1 matrices (drivers to a restaurant)"):
             figures.update(
                 await _matrices(service, region, network.routable, road_graph, matrix, rng)
@@ -138,6 +141,13 @@ async def run_roads_bench(
     table.add_row("CCH build", f"{figures['cch_build_s'] * 1000:.0f} ms", "-", "")
     table.add_row(
         "network load (first route of a region)", f"{figures['network_load_s']:.1f} s", "-", ""
+    )
+    table.add_row(
+        "snapping a point, p50 / p99 (FalkorDB's point index, same points: p50 / p99)",
+        f"{figures['snap_p50_us']:.0f} / {figures['snap_p99_us']:.0f} µs "
+        f"({figures['falkordb_snap_p50_us']:.0f} / {figures['falkordb_snap_p99_us']:.0f} µs)",
+        "-",
+        "",
     )
     table.add_row(
         f"route incl. snapping, p50 / p99 ({len(points)} pairs)",
@@ -246,6 +256,50 @@ def _picks(
         if len(pool) >= 20:
             picks.append(np.append(rng.choice(pool, size=20, replace=False), restaurant))
     return picks
+
+
+# FalkorDB's alternative to the KD-tree: a range index on a point property, the nearest node
+# within the snapping limit. The bench's graph gets the property and the index; the regions'
+# graphs do not (the KD-tree serves them).
+_SET_LOCATIONS = (
+    "MATCH (n:Intersection) SET n.location = point({latitude: n.lat, longitude: n.lng})"
+)
+_NEAREST = """
+MATCH (n:Intersection)
+WHERE distance(n.location, point({latitude: $lat, longitude: $lng})) < $limit
+RETURN id(n) ORDER BY distance(n.location, point({latitude: $lat, longitude: $lng})) LIMIT 1
+"""
+
+
+async def _snapping(
+    db: Any, region: str, network: RoadNetwork, rng: np.random.Generator
+) -> dict[str, float]:
+    """500 random points within 200 m of the map's nodes, snapped by the network's KD-tree
+    and by a FalkorDB point index (nearest node within 500 m), in microseconds."""
+    graph = network.graph
+    nodes = rng.choice(network.routable, size=500)
+    lat = graph.lat[nodes] + rng.uniform(-0.0018, 0.0018, size=500)
+    lng = graph.lng[nodes] + rng.uniform(-0.0018, 0.0018, size=500)
+    tree_us: list[float] = []
+    for a, b in zip(lat.tolist(), lng.tolist(), strict=True):
+        started = time.perf_counter()
+        network.snap(a, b)
+        tree_us.append((time.perf_counter() - started) * 1e6)
+    g = db.select_graph(graph_name(region))
+    await g.query(_SET_LOCATIONS)
+    await g.query("CREATE INDEX FOR (n:Intersection) ON (n.location)")
+    await asyncio.sleep(2)  # the index over existing nodes fills in the background
+    index_us: list[float] = []
+    for a, b in zip(lat.tolist(), lng.tolist(), strict=True):
+        started = time.perf_counter()
+        await g.ro_query(_NEAREST, {"lat": a, "lng": b, "limit": SNAP_LIMIT_M})
+        index_us.append((time.perf_counter() - started) * 1e6)
+    return {
+        "snap_p50_us": _percentile(tree_us, 50),
+        "snap_p99_us": _percentile(tree_us, 99),
+        "falkordb_snap_p50_us": _percentile(index_us, 50),
+        "falkordb_snap_p99_us": _percentile(index_us, 99),
+    }
 
 
 def _ends(road_graph: RoadGraph, nodes: NDArray[np.int64]) -> tuple[list[LatLng], list[LatLng]]:
