@@ -199,6 +199,8 @@ async def test_the_estimate_by_road_is_the_sum_of_its_legs_and_follows_the_neare
     promised = (when(order, "estimated_delivery") - when(order, "created_at")).total_seconds()
     assert promised == pytest.approx(expected_s, abs=0.2)  # legs kept to 0.1 s
     assert legs["delivered_s"] == pytest.approx(expected_s, abs=0.06)
+    # No traffic on this map: both ways take their free-flow time.
+    assert (legs["traffic_to_restaurant"], legs["traffic_to_customer"]) == (1.0, 1.0)
 
 
 async def test_without_a_near_driver_the_estimate_takes_the_assignment_allowance(

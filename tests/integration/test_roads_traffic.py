@@ -5,11 +5,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from falkordb.asyncio import FalkorDB
+from scipy.sparse.csgraph import dijkstra
 
 from ontheway.connections import GraphStore
 from ontheway.regions import Catalog, LatLng
 from ontheway.roads.graph import RoadGraph
 from ontheway.roads.importer import import_osm
+from ontheway.roads.planning import slowdown
 from ontheway.roads.routing import RoadService
 from ontheway.roads.store import drop_graph, graph_name, read_graph
 from ontheway.roads.traffic import (
@@ -115,6 +117,11 @@ async def test_a_matrix_asked_by_another_process_follows_a_traffic_change(
         graph = await stored(db, region_id)
         await assert_matrix_equals_dijkstra(other, Imported(region_id, graph))
         await assert_matrix_equals_dijkstra(service, Imported(region_id, graph))
+        # At free flow the way takes what it takes on the base weights, whatever the jam.
+        free_flow = (await other.matrix([UNION_SQUARE], [FERRY_BUILDING], free_flow=True))[0][0]
+        base = dijkstra(graph.matrix(graph.base_time_s), indices=route.legs[0].start.node)
+        assert free_flow == pytest.approx(base[route.legs[0].end.node], rel=1e-9)
+        assert slowdown(after, free_flow) is not None and slowdown(after, free_flow) > 1.5
         free = TrafficChange(roads=tuple(RoadFactor(r, 1.0) for r in route.legs[0].road_ids))
         await service.update_traffic(region_id, free)  # the later tests expect no jam
         reset = (await other.matrix([UNION_SQUARE], [FERRY_BUILDING]))[0][0]

@@ -13,6 +13,7 @@ from ontheway.eta.features import FEATURES, Context, Legs, Stage, feature_row, v
 from ontheway.eta.learn import Rows, kitchen_spread
 from ontheway.eta.model import EtaModel, ModelFileError
 from ontheway.eta.registry import ModelMissing, Registry, next_path
+from ontheway.roads.planning import slowdown
 
 NOW = datetime(2030, 5, 6, 12, 30, tzinfo=UTC)
 CTX = Context(elapsed_s=0.0, restaurant_prep_recent_s=None, restaurant_prep_n=0,
@@ -122,3 +123,15 @@ def test_the_window_is_widened_on_held_out_orders_to_hold_80_percent(tmp_path: P
     assert np.array_equal(mid, before[0])  # the point estimate stays
     model.save(tmp_path / "v0001.json")
     assert EtaModel.load(tmp_path / "v0001.json").window_scale == scale
+
+
+def test_traffic_on_a_way_is_its_time_over_its_time_at_free_flow() -> None:
+    assert slowdown(300.0, 200.0) == 1.5
+    assert slowdown(None, 200.0) is None
+    assert slowdown(0.0, 0.0) is None  # an empty way (driver already at the restaurant)
+    legs = Legs(0.0, 120.0, 0.0, 120.0, 600.0, 120.0)
+    ctx = Context(0.0, None, 0, 0, None, None, None,
+                  traffic_to_restaurant=None, traffic_to_customer=1.8)  # fmt: skip
+    row = feature_row(Stage.PLACEMENT, legs, ctx, datetime(2026, 12, 6, 12, tzinfo=UTC))
+    assert row["traffic_to_customer"] == 1.8
+    assert math.isnan(row["traffic_to_restaurant"])

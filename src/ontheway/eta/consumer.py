@@ -34,7 +34,12 @@ from ontheway.orders.lifecycle import EventType, Status
 from ontheway.regions import LatLng, load_catalog
 from ontheway.roads.errors import Unreachable
 from ontheway.roads.geo import haversine_m
-from ontheway.roads.planning import DROPOFF_SERVICE_S, PICKUP_SERVICE_S, STRAIGHT_LINE_SPEED_MPS
+from ontheway.roads.planning import (
+    DROPOFF_SERVICE_S,
+    PICKUP_SERVICE_S,
+    STRAIGHT_LINE_SPEED_MPS,
+    slowdown,
+)
 from ontheway.roads.routing import RoadService
 from ontheway.settings import Settings
 
@@ -75,7 +80,7 @@ class Reestimator:
         now = event.ts
         scale = self.estimator.time_scale
         picked = order["status"] == Status.PICKED_UP.value
-        legs = await self._legs(order, LatLng(lat=at[0], lng=at[1]), picked, now)
+        legs, traffic = await self._legs(order, LatLng(lat=at[0], lng=at[1]), picked, now)
         kitchen = await restaurant_facts(conn, order["region"], order["restaurant_id"], now, scale)
         ctx = Context(
             elapsed_s=(now - order["created_at"]).total_seconds() * scale,
@@ -87,6 +92,7 @@ class Reestimator:
             region_assign_recent_s=kitchen.assign_recent_s,
             region_waiting=kitchen.region_waiting, region_active=kitchen.region_active,
             driver_active=len(await self.fleet.active_orders(order["region"], order["driver_id"])),
+            traffic_to_restaurant=traffic[0], traffic_to_customer=traffic[1],
         )  # fmt: skip
         est = self.estimator.estimate(order["region"], stage, legs, ctx, now)
         stored = est.to_dict() | {"features": stored_features(est)}
@@ -94,13 +100,15 @@ class Reestimator:
         return _push(event.order_id, est)
 
     async def _legs(self, order: dict[str, Any], driver: LatLng, picked: bool,
-                    now: datetime) -> Legs:  # fmt: skip
+                    now: datetime) -> tuple[Legs, tuple[float | None, float | None]]:  # fmt: skip
+        """The baseline's legs, and the traffic on the ways to the restaurant and to the
+        customer (time over free flow; None: not by road, or no such way left)."""
         restaurant = LatLng(lat=order["r_lat"], lng=order["r_lng"])
         customer = LatLng(lat=order["c_lat"], lng=order["c_lng"])
         if picked:
-            (to_customer,) = await self._travel([(driver, customer)])
-            return Legs(0.0, 0.0, 0.0, 0.0, to_customer, DROPOFF_SERVICE_S)
-        to_restaurant, to_customer = await self._travel(
+            ((to_customer, slow),) = await self._travel([(driver, customer)])
+            return Legs(0.0, 0.0, 0.0, 0.0, to_customer, DROPOFF_SERVICE_S), (None, slow)
+        (to_restaurant, slow_r), (to_customer, slow_c) = await self._travel(
             [(driver, restaurant), (restaurant, customer)]
         )
         scale = self.estimator.time_scale
@@ -109,21 +117,31 @@ class Reestimator:
         else:
             prep = _scaled(order["confirmed_prep_s"], scale) or float(order["prep_s"])
             remaining = max(0.0, prep - (now - order["created_at"]).total_seconds() * scale)
-        return Legs(0.0, to_restaurant, remaining, PICKUP_SERVICE_S, to_customer,
+        legs = Legs(0.0, to_restaurant, remaining, PICKUP_SERVICE_S, to_customer,
                     DROPOFF_SERVICE_S)  # fmt: skip
+        return legs, (slow_r, slow_c)
 
-    async def _travel(self, legs: list[tuple[LatLng, LatLng]]) -> list[float]:
-        """Each leg by road (one matrix query for them all, its diagonal); a leg off the map
-        or unreachable: the straight line at an average speed."""
+    async def _travel(self, legs: list[tuple[LatLng, LatLng]]) -> list[tuple[float, float | None]]:
+        """Each leg's time by road (one matrix for them all, its diagonal) and its traffic
+        (time over free flow); a leg off the map or unreachable: the straight line at an
+        average speed, traffic unknown."""
+        origins, destinations = [a for a, _ in legs], [b for _, b in legs]
         try:
-            matrix = await self.roads.many_to_many([a for a, _ in legs], [b for _, b in legs])
+            matrix = await self.roads.many_to_many(origins, destinations)
+            free = await self.roads.many_to_many(origins, destinations, free_flow=True)
             found: list[float | None] = [matrix[i][i] for i in range(len(legs))]
+            free_s: list[float | None] = [free[i][i] for i in range(len(legs))]
         except (Unreachable, InvalidInput, NotFound) as exc:
             log.debug("ETA by straight line: %s", exc)
-            found = [None] * len(legs)
+            found = free_s = [None] * len(legs)
         return [
-            haversine_m(a.lat, a.lng, b.lat, b.lng) / STRAIGHT_LINE_SPEED_MPS if t is None else t
-            for (a, b), t in zip(legs, found, strict=True)
+            (
+                haversine_m(a.lat, a.lng, b.lat, b.lng) / STRAIGHT_LINE_SPEED_MPS
+                if t is None
+                else t,
+                slowdown(t, f),
+            )
+            for (a, b), t, f in zip(legs, found, free_s, strict=True)
         ]
 
 

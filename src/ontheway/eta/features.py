@@ -8,8 +8,9 @@ own confirmation), the fixed service times; assigning takes no time in the basel
 seed's assumption) — a model learns what it really takes.
 
 Every feature is known when the estimate is made: nothing the simulator hides (a kitchen's
-true preparation time, a driver's own speed, a trip's traffic) is read, only what the platform
-saw happen before (recent kitchen times, a driver's recent pace).
+true preparation time, a driver's own speed, how a trip's traffic will change) is read, only
+what the platform saw happen before (recent kitchen times, a driver's recent pace) and the
+traffic on the way now (the legs' times by road over their times at free flow).
 """
 
 from __future__ import annotations
@@ -82,6 +83,9 @@ class Context:
     region_waiting: int | None = None  # the region's orders waiting for a driver
     region_active: int | None = None  # the region's orders under way
     driver_active: int | None = None  # orders the driver holds (this one included)
+    # Traffic on the way now: its time by road over its time at free flow (1: none).
+    traffic_to_restaurant: float | None = None
+    traffic_to_customer: float | None = None
 
 
 FEATURES = (
@@ -89,7 +93,7 @@ FEATURES = (
     "to_customer_s", "elapsed_s", "hour", "weekday", "rest_prep_recent_s", "rest_prep_n",
     "rest_queue", "confirmed_prep_s", "driver_pace", "driver_distance_m",
     "drivers_near", "region_assign_recent_s", "region_waiting", "region_active",
-    "driver_active",
+    "driver_active", "traffic_to_restaurant", "traffic_to_customer",
 )  # fmt: skip
 
 
@@ -121,6 +125,8 @@ def feature_row(stage: Stage, legs: Legs, ctx: Context, at: datetime) -> dict[st
         "region_waiting": _num(ctx.region_waiting),
         "region_active": _num(ctx.region_active),
         "driver_active": _num(ctx.driver_active),
+        "traffic_to_restaurant": _num(ctx.traffic_to_restaurant),
+        "traffic_to_customer": _num(ctx.traffic_to_customer),
     }
 
 

@@ -69,6 +69,8 @@ class PlacementLearner:
             drivers_near=eta.legs.get("drivers_near"),
             region_assign_recent_s=kitchen.assign_recent_s,
             region_waiting=kitchen.region_waiting, region_active=kitchen.region_active,
+            traffic_to_restaurant=eta.legs.get("traffic_to_restaurant"),
+            traffic_to_customer=eta.legs.get("traffic_to_customer"),
         )  # fmt: skip
         est = self.estimator.estimate(region, Stage.PLACEMENT, placement_legs(eta), ctx, now)
         stored = est.to_dict() | {"features": stored_features(est)}

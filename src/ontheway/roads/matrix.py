@@ -78,20 +78,9 @@ class MatrixTimes:
             ):
                 raise Reimported
             return found | {(a, a): 0.0 for a in set(sources) & set(targets)}
-        # The search runs on the weights held here while the graph is asked whether they
-        # are still its own; almost always they are, and the round trip costs nothing.
-        current = asyncio.ensure_future(_weights_current(db, network, name))
-        try:
-            # Two turns of the loop and the check's query is sent (one is not enough with
-            # redis-py 8: the connection is taken first); then it overlaps the search.
-            for _ in range(2):
-                await asyncio.sleep(0)
-            found = await _search(network, sources, targets)
-            if not await current:
-                found = await _search(network, sources, targets)
-        finally:
-            current.cancel()
-        return found
+        # One small query first: are the weights held here still the graph's?
+        await _bring_weights_up_to_date(db, network, name)
+        return await _search(network, sources, targets)
 
     async def _graph_threads(self, db: Any) -> int:
         """How many queries FalkorDB runs at once (its THREAD_COUNT, read once)."""
@@ -102,16 +91,15 @@ class MatrixTimes:
         return self._threads
 
 
-async def _weights_current(db: Any, network: RoadNetwork, name: str) -> bool:
-    """Whether the network's road weights were the graph's (one small query); if not, they
-    are brought up to date (one more, reading the roads under traffic)."""
+async def _bring_weights_up_to_date(db: Any, network: RoadNetwork, name: str) -> None:
+    """Check the network's road weights against the graph's (one small query) and read the
+    roads under traffic again when another process changed them; ``Reimported`` when the
+    graph is another import."""
     version = await read_version(db, name)
     if version is None or version[0] != network.import_id:
         raise Reimported
-    if version[1] == network.weights_version:
-        return True
-    await refresh_weights(db, network, name, version[1])
-    return False
+    if version[1] != network.weights_version:
+        await refresh_weights(db, network, name, version[1])
 
 
 async def refresh_weights(db: Any, network: RoadNetwork, name: str, version: int) -> None:

@@ -50,6 +50,7 @@ class RoadNetwork:
         points = project_m(graph.lat[self.routable], graph.lng[self.routable], self._ref_lat)
         self._tree = cKDTree(points) if len(self.routable) else None
         self._search = MatrixSearch(graph, graph.time_s.copy())  # here, not on a first matrix
+        self._free_flow: MatrixSearch | None = None
         self.road_names: NDArray[np.object_] = np.array(graph.name, dtype=object)
         # Roads sorted by (from, to) node, then id: the road between two nodes by bisection.
         road_keys = graph.src * graph.node_count + graph.dst
@@ -154,6 +155,16 @@ class RoadNetwork:
         search = self._search
         if search is None:
             search = self._search = MatrixSearch(self.graph, self.graph.time_s.copy())
+        return search.times(sources, targets)
+
+    def free_flow_times(
+        self, sources: Sequence[int], targets: Sequence[int]
+    ) -> dict[tuple[int, int], float]:
+        """``travel_times`` with every road at free flow (``base_time_s``): against the
+        current times, how much the traffic slows a way."""
+        search = self._free_flow
+        if search is None:
+            search = self._free_flow = MatrixSearch(self.graph, self.graph.base_time_s)
         return search.times(sources, targets)
 
     def set_times(

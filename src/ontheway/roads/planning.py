@@ -69,6 +69,14 @@ class DeliveryEstimate:
         }
 
 
+def slowdown(time_s: float | None, free_flow_s: float | None) -> float | None:
+    """A way's time by road over its time at free flow (1: no traffic), to 3 decimals; None
+    when either is unknown or the way is empty."""
+    if time_s is None or not free_flow_s:
+        return None
+    return round(time_s / free_flow_s, 3)
+
+
 def delivery_estimate(
     now: datetime,
     to_restaurant_s: float,
@@ -225,10 +233,14 @@ class PlacementEstimator:
         ]
         driver: dict[str, Any] | None = None
         to_restaurant = self.allowance_s
+        start = restaurant
         if reachable:
-            best_s, (driver_id, point) = min(reachable, key=lambda pair: pair[0] or 0.0)
+            best_s, (driver_id, start) = min(reachable, key=lambda pair: pair[0] or 0.0)
             to_restaurant = float(best_s or 0.0)
-            driver = {"driver_id": driver_id, "lat": point.lat, "lng": point.lng}
+            driver = {"driver_id": driver_id, "lat": start.lat, "lng": start.lng}
+        free = await self.roads.many_to_many(
+            [start, restaurant], [restaurant, customer], free_flow=True
+        )
         est = delivery_estimate(now, to_restaurant, prep_s, to_customer)
         legs = {
             **{k: v for k, v in est.to_dict().items() if k != "estimated_delivery"},
@@ -237,5 +249,7 @@ class PlacementEstimator:
             "drivers_near": len(reachable),
             "pickup_service_s": PICKUP_SERVICE_S,
             "dropoff_service_s": DROPOFF_SERVICE_S,
+            "traffic_to_restaurant": slowdown(to_restaurant, free[0][0]) if driver else None,
+            "traffic_to_customer": slowdown(to_customer, free[1][1]),
         }
         return PlacementEta("road", est.estimated_delivery, legs)

@@ -14,10 +14,10 @@ another process changed the traffic since the network's weights were read, the r
 traffic are read again first, so steps follow a change made by any process.
 
 A matrix is searched in the process (``roads.search``) or asked of the CCH pair by pair,
-whichever should cost less (``roads.matrix``). In the process, one small query (overlapping
-the search) reads the graph's import id and its count of traffic writes; when another process
-changed the weights since, the roads under traffic are read again (one query) and the search
-repeated, so a matrix is always on the graph's current weights, like a route.
+whichever should cost less (``roads.matrix``). In the process, one small query first reads
+the graph's import id and its count of traffic writes; when another process changed the
+weights since, the roads under traffic are read again (one query) before the search, so a
+matrix is always on the graph's current weights, like a route.
 """
 
 from __future__ import annotations
@@ -219,11 +219,13 @@ class RoadService:
         destinations: list[LatLng],
         *,
         skip_off_map: bool = False,
+        free_flow: bool = False,
     ) -> list[list[float | None]]:
         """Travel times in seconds from each origin (rows) to each destination (columns);
         None where no route joins them. All points must lie in one region; with
         ``skip_off_map`` an origin off the map (or outside the destinations' region) gets a
-        row of None instead of ``OutsideRoadMap``."""
+        row of None instead of ``OutsideRoadMap``. With ``free_flow``, the times every road
+        has without traffic (searched in the process: they only change with the map)."""
         if not origins or not destinations:
             return [[] for _ in origins]
         first = destinations[0] if skip_off_map else origins[0]
@@ -241,7 +243,12 @@ class RoadService:
             sources = [a for a in row_nodes if a >= 0]
             db = await self._db()
             try:
-                found = await self._matrices.times(db, network, region.region, sources, col_nodes)
+                if free_flow:
+                    found = network.free_flow_times(sources, col_nodes)
+                else:
+                    found = await self._matrices.times(
+                        db, network, region.region, sources, col_nodes
+                    )
             except Reimported:
                 continue
             return [[None if a < 0 else found.get((a, b)) for b in col_nodes] for a in row_nodes]
@@ -250,10 +257,10 @@ class RoadService:
         )
 
     async def many_to_many(
-        self, origins: list[LatLng], destinations: list[LatLng]
+        self, origins: list[LatLng], destinations: list[LatLng], *, free_flow: bool = False
     ) -> list[list[float | None]]:
         """The travel-time matrix (seconds) from every origin to every destination."""
-        return await self.matrix(origins, destinations)
+        return await self.matrix(origins, destinations, free_flow=free_flow)
 
     async def update_traffic(self, region: str, change: TrafficChange) -> TrafficResult:
         """Set the traffic factors ``change`` names in the region's graph; the next route
