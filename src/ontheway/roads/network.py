@@ -43,13 +43,12 @@ class RoadNetwork:
         self.import_id = import_id
         self.graph = graph
         self.weights_version = weights_version
-        self._search: MatrixSearch | None = None
         mask = graph.largest_component_mask()
         self.routable: NDArray[np.int64] = np.flatnonzero(mask).astype(np.int64)
         self._ref_lat = float(np.mean(graph.lat)) if graph.node_count else 0.0
         points = project_m(graph.lat[self.routable], graph.lng[self.routable], self._ref_lat)
         self._tree = cKDTree(points) if len(self.routable) else None
-        self._search = MatrixSearch(graph, graph.time_s.copy())  # here, not on a first matrix
+        self._search: MatrixSearch | None = MatrixSearch(graph, graph.time_s.copy())
         self._free_flow: MatrixSearch | None = None
         self.road_names: NDArray[np.object_] = np.array(graph.name, dtype=object)
         # Roads sorted by (from, to) node, then id: the road between two nodes by bisection.
@@ -70,14 +69,9 @@ class RoadNetwork:
         self, lat: Sequence[float], lng: Sequence[float], limit_m: float = SNAP_LIMIT_M
     ) -> list[Snap | None]:
         """``snap`` for each of a few points, with one query of the tree."""
-        if self._tree is None:
-            return [None] * len(lat)
         lats, lngs = np.asarray(lat, dtype=np.float64), np.asarray(lng, dtype=np.float64)
-        # The planar distance only ranks candidates; the reported one is great-circle.
-        _, found = self._tree.query(project_m(lats, lngs, self._ref_lat), k=1)
-        nodes = self.routable[found]
+        nodes, distances = self._nearest(lats, lngs)
         at_lat, at_lng = self.graph.lat[nodes], self.graph.lng[nodes]
-        distances = haversine_m_arrays(lats, lngs, at_lat, at_lng)
         return [
             Snap(node, a, b, d) if d <= limit_m else None
             for node, a, b, d in zip(
@@ -89,14 +83,21 @@ class RoadNetwork:
         self, lat: NDArray[np.float64], lng: NDArray[np.float64], limit_m: float = SNAP_LIMIT_M
     ) -> NDArray[np.int64]:
         """``snap`` for many points at once: each point's node, or -1 where none is near."""
-        if self._tree is None or not len(lat):
-            return np.full(len(lat), -1, dtype=np.int64)
-        points = project_m(lat, lng, self._ref_lat)
-        _, found = self._tree.query(points, k=1)
-        nodes = self.routable[found]
-        far = haversine_m_arrays(lat, lng, self.graph.lat[nodes], self.graph.lng[nodes]) > limit_m
-        result: NDArray[np.int64] = np.where(far, -1, nodes).astype(np.int64)
+        nodes, distances = self._nearest(lat, lng)
+        result: NDArray[np.int64] = np.where(distances > limit_m, -1, nodes).astype(np.int64)
         return result
+
+    def _nearest(
+        self, lat: NDArray[np.float64], lng: NDArray[np.float64]
+    ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        """Each point's nearest routable node and its great-circle distance (inf: no map)."""
+        if self._tree is None or not len(lat):
+            return np.zeros(len(lat), dtype=np.int64), np.full(len(lat), np.inf)
+        # The planar distance only ranks candidates; the reported one is great-circle.
+        _, found = self._tree.query(project_m(lat, lng, self._ref_lat), k=1)
+        nodes: NDArray[np.int64] = self.routable[found]
+        distances = haversine_m_arrays(lat, lng, self.graph.lat[nodes], self.graph.lng[nodes])
+        return nodes, distances
 
     def has_nodes(self, node_ids: Sequence[int]) -> bool:
         """Whether every node id belongs to this network (else the graph was re-imported)."""

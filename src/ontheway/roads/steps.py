@@ -22,8 +22,7 @@ _UNNAMED_TURN_DEG = 45.0
 
 @dataclass(frozen=True)
 class Segment:
-    """One road of a route: where it starts and ends, its street, length and time, and its
-    compass bearing when the caller has it at hand (else computed)."""
+    """One road of a route: where it starts and ends, its street, length and time."""
 
     from_lat: float
     from_lng: float
@@ -32,12 +31,9 @@ class Segment:
     street: str | None
     distance_m: float
     duration_s: float
-    bearing_deg: float | None = None
 
     @property
     def bearing(self) -> float:
-        if self.bearing_deg is not None:
-            return self.bearing_deg
         return bearing_deg(self.from_lat, self.from_lng, self.to_lat, self.to_lng)
 
 
