@@ -1,3 +1,4 @@
+import asyncio
 import itertools
 import random
 from collections.abc import AsyncIterator
@@ -427,6 +428,27 @@ async def test_a_large_matrix_asked_in_several_queries_equals_the_routes(
     for row, origin in zip(matrix, origins, strict=True):
         for time_s, destination in zip(row, destinations, strict=True):
             assert time_s == (await service.route([origin, destination])).duration_s
+
+
+async def test_a_search_that_fails_leaves_no_weights_check_running(
+    service: RoadService, sf: Imported, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The weights check runs beside the search; when the search fails, the check is
+    cancelled and awaited, not left to finish after the call."""
+    force_matrix_path(monkeypatch, "in_process")
+    network = await service.network(sf.region)
+
+    def broken(sources: list[int], targets: list[int]) -> dict[tuple[int, int], float]:
+        raise RuntimeError("search failed")
+
+    monkeypatch.setattr(network, "travel_times", broken)
+    before = asyncio.all_tasks()
+    with pytest.raises(RuntimeError, match="search failed"):
+        await service.matrix([UNION_SQUARE, CHINATOWN], [FERRY_BUILDING])
+    assert asyncio.all_tasks() == before
+    monkeypatch.undo()
+    matrix = await service.matrix([UNION_SQUARE], [FERRY_BUILDING])
+    assert matrix[0][0] == (await service.route([UNION_SQUARE, FERRY_BUILDING])).duration_s
 
 
 async def test_a_matrix_after_a_reimport_is_asked_of_the_new_map(
