@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 
+from ontheway.roads.chains import Chains
 from ontheway.roads.geo import bearing_deg_arrays, haversine_m_arrays, project_m
 from ontheway.roads.graph import RoadGraph
 from ontheway.roads.search import MatrixSearch
@@ -48,7 +49,8 @@ class RoadNetwork:
         self._ref_lat = float(np.mean(graph.lat)) if graph.node_count else 0.0
         points = project_m(graph.lat[self.routable], graph.lng[self.routable], self._ref_lat)
         self._tree = cKDTree(points) if len(self.routable) else None
-        self._search: MatrixSearch | None = MatrixSearch(graph, graph.time_s.copy())
+        self._chains = Chains(graph)
+        self._search: MatrixSearch | None = self._matrix_search(graph.time_s.copy())
         self._free_flow: MatrixSearch | None = None
         self.road_names: NDArray[np.object_] = np.array(graph.name, dtype=object)
         # Roads sorted by (from, to) node, then id: the road between two nodes by bisection.
@@ -155,7 +157,7 @@ class RoadNetwork:
         milliseconds a row or column): async callers run it in a thread."""
         search = self._search
         if search is None:
-            search = self._search = MatrixSearch(self.graph, self.graph.time_s.copy())
+            search = self._search = self._matrix_search(self.graph.time_s.copy())
         return search.times(sources, targets)
 
     def free_flow_times(
@@ -165,8 +167,11 @@ class RoadNetwork:
         current times, how much the traffic slows a way."""
         search = self._free_flow
         if search is None:
-            search = self._free_flow = MatrixSearch(self.graph, self.graph.base_time_s)
+            search = self._free_flow = self._matrix_search(self.graph.base_time_s)
         return search.times(sources, targets)
+
+    def _matrix_search(self, weights: NDArray[np.float64]) -> MatrixSearch:
+        return MatrixSearch(self.graph, weights, self._chains)
 
     def set_times(
         self,
