@@ -21,12 +21,13 @@ percentile growing by 30 %, 2.4 ms (1.3 searches; measured with scipy alone, sam
 same run).
 
 The searches run on the graph's core (``roads.chains``: the nodes in the middle of a street
-left out, each street one road each way): a search of the whole of Mexico City takes 8.6 ms
-there against 13.5 ms on every node (the same scipy call; ``ontheway bench roads`` prints
-both), and a start or an end in a street is joined to the street's two ends
+left out, each street one road each way): 20 drivers anywhere on Mexico City, most of the
+map, take 8.2 ms there against 13.6 ms for one whole search on every node (``ontheway bench
+roads``, same run), and a start or an end in a street is joined to the street's two ends
 at its cost along it. A time is only taken once it is within the limit: beyond it, a shorter
-way may pass through an end the search has not reached. Points that no road joins (never the case between nodes of the largest strongly
-connected component, where points snap) are left out of the answer.
+way may pass through an end the search has not reached. Points that no road joins (never
+the case between nodes of the largest strongly connected component, where points snap) are
+left out of the answer.
 
 Times are seconds; ``weights`` are the roads' ``time_s``, one per road of the graph, in whole
 milliseconds (``roads.traffic``), so a sum of them is too: the answer is rounded to the
