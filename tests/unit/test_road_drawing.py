@@ -6,24 +6,19 @@ import numpy as np
 
 from ontheway.roads.drawing import road_drawing
 from ontheway.roads.graph import RoadGraph
+from tests.helpers import synthetic_roads
 
 
 def graph(src: list[int], dst: list[int], classes: list[str]) -> RoadGraph:
     """Four intersections on a small square; the roads given."""
-    m = len(src)
-    return RoadGraph(
-        node_osm_id=np.arange(4, dtype=np.int64),
-        lat=np.array([37.7800001, 37.7800001, 37.7812345678, 37.79]),
-        lng=np.array([-122.41, -122.40, -122.40, -122.39]),
-        src=np.array(src, dtype=np.int64),
-        dst=np.array(dst, dtype=np.int64),
-        distance_m=np.ones(m),
-        base_time_s=np.ones(m),
-        time_s=np.ones(m),
-        speed_kph=np.full(m, 30.0),
-        road_class=classes,
-        name=[None] * m,
-        osm_way_id=np.arange(m, dtype=np.int64),
+    return synthetic_roads(
+        [37.7800001, 37.7800001, 37.7812345678, 37.79],
+        [-122.41, -122.40, -122.40, -122.39],
+        src,
+        dst,
+        np.ones(len(src)),
+        distance_m=1.0,
+        classes=classes,
     )
 
 

@@ -7,6 +7,7 @@ from scipy.sparse.csgraph import dijkstra
 from ontheway.roads.chains import Chains
 from ontheway.roads.graph import RoadGraph
 from ontheway.roads.search import MatrixSearch
+from tests.helpers import grid_links, synthetic_roads
 
 
 def streets(size: int, seed: int) -> RoadGraph:
@@ -40,13 +41,8 @@ def streets(size: int, seed: int) -> RoadGraph:
         n += k
         return inner
 
-    for i in range(size):
-        for j in range(size):
-            here = i * size + j
-            for di, dj in ((0, 1), (1, 0)):
-                if i + di < size and j + dj < size:
-                    there = (i + di) * size + j + dj
-                    street([here, *bend(int(rng.integers(0, 4))), there])
+    for here, there in grid_links(size):
+        street([here, *bend(int(rng.integers(0, 4))), there])
     street([0, *bend(3), 0])  # a loop back to the corner junction
     ring = bend(4)
     for a, b in zip(ring, ring[1:] + ring[:1], strict=True):
@@ -55,22 +51,8 @@ def streets(size: int, seed: int) -> RoadGraph:
     street([size * size - 1, *bend(2)])  # a dead end
     lat = 37.7 + rng.uniform(0, 0.01, n)
     lng = -122.4 + rng.uniform(0, 0.01, n)
-    m = len(src)
-    times = np.round(rng.uniform(2, 40, m), 3)
-    return RoadGraph(
-        node_osm_id=np.arange(n, dtype=np.int64),
-        lat=lat,
-        lng=lng,
-        src=np.array(src, dtype=np.int64),
-        dst=np.array(dst, dtype=np.int64),
-        distance_m=np.full(m, 50.0),
-        base_time_s=times,
-        time_s=times.copy(),
-        speed_kph=np.full(m, 30.0),
-        road_class=["residential"] * m,
-        name=[None] * m,
-        osm_way_id=np.arange(m, dtype=np.int64),
-    )
+    times = np.round(rng.uniform(2, 40, len(src)), 3)
+    return synthetic_roads(lat, lng, src, dst, times, distance_m=50.0)
 
 
 def test_chains_are_the_runs_of_nodes_with_two_neighbours() -> None:

@@ -7,40 +7,23 @@ from ontheway.roads.graph import RoadGraph
 from ontheway.roads.matrix import cch_ms, in_process_ms
 from ontheway.roads.network import RoadNetwork
 from ontheway.roads.search import MatrixSearch
+from tests.helpers import grid_links, synthetic_roads
 
 
 def grid(size: int, seed: int) -> RoadGraph:
     """A ``size`` x ``size`` grid about 100 m apart, two-way roads of random times, plus one
     node joined to nothing (the last)."""
     rng = np.random.default_rng(seed)
-    src, dst = [], []
-    for i in range(size):
-        for j in range(size):
-            here = i * size + j
-            for di, dj in ((0, 1), (1, 0)):
-                if i + di < size and j + dj < size:
-                    there = (i + di) * size + j + dj
-                    src += [here, there]
-                    dst += [there, here]
+    src: list[int] = []
+    dst: list[int] = []
+    for here, there in grid_links(size):
+        src += [here, there]
+        dst += [there, here]
     n = size * size + 1
     m = len(src)
     lat = np.array([37.7 + (k // size) * 0.0009 for k in range(n)])
     lng = np.array([-122.4 + (k % size) * 0.0011 for k in range(n)])
-    times = np.round(rng.uniform(5, 60, m), 3)
-    return RoadGraph(
-        node_osm_id=np.arange(n, dtype=np.int64),
-        lat=lat,
-        lng=lng,
-        src=np.array(src, dtype=np.int64),
-        dst=np.array(dst, dtype=np.int64),
-        distance_m=np.full(m, 100.0),
-        base_time_s=times,
-        time_s=times.copy(),
-        speed_kph=np.full(m, 30.0),
-        road_class=["residential"] * m,
-        name=[None] * m,
-        osm_way_id=np.arange(m, dtype=np.int64),
-    )
+    return synthetic_roads(lat, lng, src, dst, np.round(rng.uniform(5, 60, m), 3))
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
