@@ -139,6 +139,13 @@ async def test_cancelling_returns_the_stock_and_voids_the_payment(
     assert await _stock(queries, restaurant) == before
     with pytest.raises(Conflict):
         await orders.transition(order_id, EventType.ORDER_CANCELLED, f"user_{uid}")
+    # The refused second cancel put no stock back and recorded nothing.
+    assert await _stock(queries, restaurant) == before
+    assert [e["event_type"] for e in await queries.events(order_id)] == [
+        "ORDER_PLACED",
+        "ORDER_CANCELLED",
+    ]
+    assert (await queries.get(order_id))["payment_status"] == "voided"
     await assert_rebuilt_state_equals_row(queries, order_id)
 
 
@@ -183,6 +190,7 @@ async def test_assigning_an_unknown_driver_is_refused(
     with pytest.raises(InvalidInput):
         await orders.transition(order_id, EventType.DRIVER_ASSIGNED, "ops", driver_id="drv_nope")
     assert (await queries.get(order_id))["status"] == "searching_driver"
+    assert len(await queries.events(order_id)) == 1
 
 
 async def _stock(queries: OrderQueries, restaurant: dict[str, Any]) -> list[int]:

@@ -5,17 +5,19 @@ Every transition is a conditional update (``WHERE status = ANY(<sources>)``) plu
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from ontheway.errors import Conflict, InvalidInput
 from ontheway.orders.change import OrderChanges
 from ontheway.orders.ids import region_of
 from ontheway.orders.lifecycle import TRANSITIONS, EventType, Status
 from ontheway.orders.models import iso
-from ontheway.orders.store import Conn, fetch_order, insert_event
+from ontheway.orders.store import ORDER_COLUMNS, PAYMENT_STATUS, fetch_order, insert_event
 
 
 class OrderService(OrderChanges):
@@ -32,48 +34,57 @@ class OrderService(OrderChanges):
         data: dict[str, Any] | None = None,
         expect_driver: str | None = None,
     ) -> dict[str, Any]:
-        """Apply a status-changing event: a conditional update plus its event, or a 409."""
+        """Apply a status-changing event: a conditional update plus its event, or a 409.
+
+        One statement does it all, so it is its own transaction and costs one round trip:
+        the update (``RETURNING`` the new row), the payment and the stock it settles, the
+        event, and the order's view read back from the returned row."""
         rule = TRANSITIONS[event]
         region = region_of(order_id, "ord")
         now = datetime.now(UTC)
-        async with self.shards.connection(region) as conn, conn.transaction():
-            changes = self._changes(event, now, driver_id)
-            sets = ", ".join(f"{column} = %({column})s" for column in _columns(changes))
-            params: dict[str, Any] = {
-                "order_id": order_id,
-                "sources": [s.value for s in rule.sources],
-                "target": rule.target.value,
-                "driver": expect_driver,
-                **{column: value for column, value in _columns(changes).items()},
-            }
+        changes = self._changes(event, now, driver_id)
+        columns = _columns(changes)
+        params: dict[str, Any] = {
+            "order_id": order_id,
+            "sources": [s.value for s in rule.sources],
+            "target": rule.target.value,
+            "driver": expect_driver,
+            "payment_status": changes.get("payment_status"),
+            "event_id": uuid.uuid4(),
+            "event_type": event.value,
+            "ts": now,
+            "data": Jsonb({**(data or {}), "changes": changes}),
+            "actor": actor,
+            **columns,
+        }
+        statement = _transition_statement(
+            list(columns),
+            settles_payment="payment_status" in changes,
+            restocks=event is EventType.ORDER_CANCELLED,
+            expects_driver=expect_driver is not None,
+        )
+        async with self.shards.connection(region) as conn:
+            await conn.set_autocommit(True)
             try:
-                cur = await conn.execute(
-                    f"UPDATE orders SET status = %(target)s{', ' + sets if sets else ''}"
-                    " WHERE order_id = %(order_id)s AND status = ANY(%(sources)s)"
-                    + (" AND driver_id = %(driver)s" if expect_driver is not None else "")
-                    + " RETURNING created_at",
-                    params,
-                )
-            except psycopg.errors.ForeignKeyViolation:
-                raise InvalidInput(
-                    f"no driver {driver_id!r}", field="driver_id", code="unknown_driver"
-                ) from None
-            updated = await cur.fetchone()
-            if updated is None:
-                # Read only now, for the message (NotFound when there is no such order): one
-                # query less on every transition that succeeds.
-                before = await fetch_order(conn, order_id)
-                raise Conflict(
-                    f"{event} is not allowed when the order is {before['status']}",
-                    field="status",
-                    code="illegal_transition",
-                )
-            created_at = updated["created_at"]
-            await self._settle(conn, order_id, created_at, event, now, changes)
-            await insert_event(
-                conn, order_id, created_at, event, actor, {**(data or {}), "changes": changes}, now
-            )
-            return await fetch_order(conn, order_id)
+                try:
+                    cur = await conn.execute(statement, params)
+                except psycopg.errors.ForeignKeyViolation:
+                    raise InvalidInput(
+                        f"no driver {driver_id!r}", field="driver_id", code="unknown_driver"
+                    ) from None
+                row = await cur.fetchone()
+                if row is None:
+                    # Read only now, for the message (NotFound when there is no such order):
+                    # nothing was written.
+                    before = await fetch_order(conn, order_id)
+                    raise Conflict(
+                        f"{event} is not allowed when the order is {before['status']}",
+                        field="status",
+                        code="illegal_transition",
+                    )
+                return row
+            finally:
+                await conn.set_autocommit(False)
 
     def _changes(
         self,
@@ -95,31 +106,6 @@ class OrderService(OrderChanges):
         if event is EventType.DRIVER_UNAVAILABLE:
             return {"assigned_driver_id": None}
         return {}
-
-    async def _settle(
-        self,
-        conn: Conn,
-        order_id: str,
-        created_at: datetime,
-        event: EventType,
-        now: datetime,
-        changes: dict[str, Any],
-    ) -> None:
-        """Side effects in the same transaction: the payment, and stock back on cancel."""
-        if "payment_status" in changes:
-            await conn.execute(
-                "UPDATE payments SET status = %s, updated_at = %s"
-                " WHERE order_id = %s AND order_created_at = %s",
-                (changes["payment_status"], now, order_id, created_at),
-            )
-        if event is EventType.ORDER_CANCELLED:
-            await conn.execute(
-                "UPDATE inventory i SET quantity = i.quantity + (line->>'quantity')::int,"
-                " updated_at = now() FROM orders o, jsonb_array_elements(o.items) AS line"
-                " WHERE o.order_id = %s AND o.created_at = %s"
-                " AND i.item_id = line->>'item_id'",
-                (order_id, created_at),
-            )
 
     async def note(
         self,
@@ -193,3 +179,45 @@ def _columns(changes: dict[str, Any]) -> dict[str, Any]:
                 else value
             )
     return out
+
+
+def _transition_statement(
+    columns: list[str], *, settles_payment: bool, restocks: bool, expects_driver: bool
+) -> str:
+    """The one statement of a transition: the conditional update, the payment (captured or
+    voided), the stock put back (on cancel) and the event, each in a ``WITH`` part that only
+    acts when the update did; the order's view from the updated row (no row: refused).
+
+    The parts see the database as it was before the statement, so the view takes the
+    order's columns from the update's ``RETURNING`` and the payment status from its own
+    part when it changed."""
+    sets = "".join(f", {column} = %({column})s" for column in columns)
+    parts = [
+        f"o AS (UPDATE orders SET status = %(target)s{sets}"
+        " WHERE order_id = %(order_id)s AND status = ANY(%(sources)s)"
+        + (" AND driver_id = %(driver)s" if expects_driver else "")
+        + " RETURNING *)"
+    ]
+    if settles_payment:
+        parts.append(
+            "pay AS (UPDATE payments p SET status = %(payment_status)s, updated_at = %(ts)s"
+            " FROM o WHERE p.order_id = o.order_id AND p.order_created_at = o.created_at"
+            " RETURNING p.status)"
+        )
+    if restocks:
+        parts.append(
+            "stock AS (UPDATE inventory i SET quantity = i.quantity + (line->>'quantity')::int,"
+            " updated_at = now() FROM o, jsonb_array_elements(o.items) AS line"
+            " WHERE i.item_id = line->>'item_id')"
+        )
+    parts.append(
+        "ev AS (INSERT INTO order_events (event_id, order_id, order_created_at, event_type,"
+        " ts, data, actor) SELECT %(event_id)s, o.order_id, o.created_at, %(event_type)s,"
+        " %(ts)s, %(data)s, %(actor)s FROM o)"
+    )
+    payment = (
+        f"COALESCE((SELECT status FROM pay LIMIT 1), {PAYMENT_STATUS})"
+        if settles_payment
+        else PAYMENT_STATUS
+    )
+    return f"WITH {', '.join(parts)} SELECT {ORDER_COLUMNS}, {payment} AS payment_status FROM o"

@@ -19,19 +19,19 @@ from ontheway.regions import Catalog
 Conn = AsyncConnection[dict[str, Any]]
 
 # The order view's columns, coordinates as plain lat/lng, with the payment's status.
-ORDER_SELECT = """
-SELECT o.order_id, o.region, o.customer_id, o.restaurant_id, o.driver_id, o.items,
+ORDER_COLUMNS = """
+       o.order_id, o.region, o.customer_id, o.restaurant_id, o.driver_id, o.items,
        o.subtotal, o.delivery_fee, o.tip, o.total, o.status, o.delivery_address,
        ST_Y(o.customer_location::geometry) AS customer_lat,
        ST_X(o.customer_location::geometry) AS customer_lng,
        ST_Y(o.restaurant_location::geometry) AS restaurant_lat,
        ST_X(o.restaurant_location::geometry) AS restaurant_lng,
-       o.created_at, o.pickup_time, o.estimated_delivery, o.delivered_at, o.distance_m,
-       (SELECT p.status FROM payments p WHERE p.order_id = o.order_id
-          AND p.order_created_at = o.created_at ORDER BY p.created_at DESC LIMIT 1)
-          AS payment_status
-FROM orders o
-"""
+       o.created_at, o.pickup_time, o.estimated_delivery, o.delivered_at, o.distance_m"""
+"""The order view's columns of a row ``o`` of ``orders`` (all but the payment status)."""
+PAYMENT_STATUS = """(SELECT p.status FROM payments p WHERE p.order_id = o.order_id
+          AND p.order_created_at = o.created_at ORDER BY p.created_at DESC LIMIT 1)"""
+"""The latest payment status of the order ``o``."""
+ORDER_SELECT = f"SELECT {ORDER_COLUMNS},\n       {PAYMENT_STATUS} AS payment_status\nFROM orders o "
 
 
 class ShardAccess:
