@@ -4,6 +4,7 @@ at each delivery, a dead-letter stream, and approximate trimming."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,30 +76,38 @@ class RedisSubscription:
     group: str
     consumer: str
     _failures_key: str = field(init=False)
+    _next_due_check: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
         self._failures_key = f"events:failures:{self.group}"
 
     async def fetch(self, max_events: int, timeout_s: float) -> list[Delivery]:
         """First the pending entries whose backoff is over (failed, or held by a crashed
-        consumer), then new events."""
+        consumer), then new events.
+
+        Pending entries come back no sooner than ``claim_idle_s`` after a delivery, so they
+        are looked for at most every half of it while none is due: two round trips fewer
+        per batch of new events (which, never delivered before, have no failures to read)."""
         client, stream = self.bus.client, self.bus.stream
         with dependency_errors("Redis (event stream)"):
-            entries = await self._due(max_events)
-            if not entries:
-                read: Any = await client.xreadgroup(
-                    self.group, self.consumer, {stream: ">"}, count=max_events,
-                    block=max(1, int(timeout_s * 1000)),
-                )  # fmt: skip
-                entries = read[0][1] if read else []
-            if not entries:
-                return []
-            ids = [entry_id for entry_id, _ in entries]
-            failures = await client.hmget(self._failures_key, ids)
-        return [
-            Delivery(Event.from_json(fields[b"event"]), int(failed or 0) + 1, entry_id)
-            for (entry_id, fields), failed in zip(entries, failures, strict=True)
-        ]
+            claimed: list[tuple[bytes, dict[bytes, bytes]]] = []
+            if time.monotonic() >= self._next_due_check:
+                claimed = await self._due(max_events)
+                if not claimed:
+                    self._next_due_check = time.monotonic() + self.bus.claim_idle_s / 2
+            if claimed:
+                ids = [entry_id for entry_id, _ in claimed]
+                failures = await client.hmget(self._failures_key, ids)
+                return [
+                    Delivery(Event.from_json(fields[b"event"]), int(failed or 0) + 1, entry_id)
+                    for (entry_id, fields), failed in zip(claimed, failures, strict=True)
+                ]
+            read: Any = await client.xreadgroup(
+                self.group, self.consumer, {stream: ">"}, count=max_events,
+                block=max(1, int(timeout_s * 1000)),
+            )  # fmt: skip
+        entries = read[0][1] if read else []
+        return [Delivery(Event.from_json(f[b"event"]), 1, entry_id) for entry_id, f in entries]
 
     async def _due(self, count: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
         """Claim pending entries idle for ``claim_idle_s`` times 2^(deliveries - 1): retries
