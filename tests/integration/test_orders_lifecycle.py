@@ -1,4 +1,5 @@
 import asyncio
+import random
 from datetime import UTC, datetime
 from typing import Any
 
@@ -147,6 +148,36 @@ async def test_cancelling_returns_the_stock_and_voids_the_payment(
     ]
     assert (await queries.get(order_id))["payment_status"] == "voided"
     await assert_rebuilt_state_equals_row(queries, order_id)
+
+
+async def test_cancels_at_once_of_orders_sharing_items_never_deadlock(
+    orders: OrderService,
+    queries: OrderQueries,
+    sf: dict[str, Any],
+    uid: str,
+) -> None:
+    """Orders of the same items, each listing them in its own order, cancelled all at once:
+    each puts its stock back (the rows locked in id order, as placing does), none fails."""
+    restaurant = sf["restaurants"][1]
+    lines = [{"item_id": i["item_id"], "quantity": 1} for i in restaurant["items"]]
+    async with queries.shards.connection("sf") as conn:
+        await conn.execute(
+            "UPDATE inventory SET quantity = quantity + 1000 WHERE item_id = ANY(%s)",
+            ([line["item_id"] for line in lines],),
+        )
+    before = await _stock(queries, restaurant)
+    rng = random.Random(uid)
+    placed = [
+        await orders.place(
+            f"user_{uid}", order_for(restaurant, items=rng.sample(lines, len(lines)))
+        )
+        for _ in range(150)
+    ]
+    rows = await asyncio.gather(
+        *(orders.transition(o["order_id"], EventType.ORDER_CANCELLED, "ops") for o, _ in placed)
+    )
+    assert {row["status"] for row in rows} == {"cancelled"}
+    assert await _stock(queries, restaurant) == before
 
 
 async def test_an_order_cannot_be_cancelled_after_pickup(

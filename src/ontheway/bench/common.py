@@ -61,6 +61,28 @@ async def closed_loop(
     return LoadResult(len(latencies), failed, time.perf_counter() - started, latencies)
 
 
+async def each(calls: list[Callable[[], Awaitable[object]]], clients: int) -> LoadResult:
+    """Run every one of ``calls`` once, ``clients`` at a time; count and time each."""
+    latencies: list[float] = []
+    failed = 0
+    queue = iter(calls)
+
+    async def client() -> None:
+        nonlocal failed
+        for call in queue:
+            start = time.perf_counter()
+            try:
+                await call()
+            except Exception:  # counted and reported, as in closed_loop
+                failed += 1
+            else:
+                latencies.append((time.perf_counter() - start) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return LoadResult(len(latencies), failed, time.perf_counter() - started, latencies)
+
+
 def free_port() -> int:
     """A TCP port on loopback that nobody listens on right now."""
     with socket.socket() as sock:

@@ -7,6 +7,7 @@ import asyncio
 import random
 import re
 import subprocess
+from functools import partial
 from typing import Any
 
 import httpx
@@ -16,8 +17,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ontheway.auth import Role, issue_token
-from ontheway.bench.common import LoadResult, closed_loop, free_port
+from ontheway.bench.common import LoadResult, closed_loop, each, free_port
 from ontheway.connections import Connections
+from ontheway.orders.lifecycle import EventType
 from ontheway.orders.models import PlaceOrder
 from ontheway.orders.seed import seed_region
 from ontheway.orders.service import OrderService
@@ -105,7 +107,7 @@ async def run(
         shards = ShardAccess(conns, catalog)
         seeded = (
             await seed_region(
-                shards, catalog.get(region), restaurants=200, customers=0, drivers=0, seed=4242
+                shards, catalog.get(region), restaurants=200, customers=0, drivers=100, seed=4242
             )
         ).to_json()
         await _restock(shards, region)
@@ -115,9 +117,36 @@ async def run(
         await closed_loop(
             lambda n: service.place(f"user_bench_{n % 997}", bodies[n % 5000]), clients, 1.0
         )  # warm-up: pools filled, plans cached
+        placed: list[str] = []
+
+        async def place(n: int) -> None:
+            row, _ = await service.place(f"user_bench_{n % 997}", bodies[n % 5000])
+            placed.append(row["order_id"])
+
         with console.status("service layer"):
-            results["service"] = await closed_loop(
-                lambda n: service.place(f"user_bench_{n % 997}", bodies[n % 5000]), clients, seconds
+            results["service"] = await closed_loop(place, clients, seconds)
+        with console.status("status changes: assign, then cancel, the orders just placed"):
+            drivers = [d["driver_id"] for d in seeded["drivers"]]
+            changed = placed[:2000]
+            results["assign"] = await each(
+                [
+                    partial(
+                        service.transition,
+                        order_id,
+                        EventType.DRIVER_ASSIGNED,
+                        "bench",
+                        driver_id=drivers[i % len(drivers)],
+                    )
+                    for i, order_id in enumerate(changed)
+                ],
+                clients,
+            )
+            results["cancel"] = await each(
+                [
+                    partial(service.transition, order_id, EventType.ORDER_CANCELLED, "bench")
+                    for order_id in changed
+                ],
+                clients,
             )
         results["http"] = await _http(settings, bodies, clients, seconds, console)
         await _restock(shards, region)
@@ -169,11 +198,17 @@ def _print(
         "failed",
         title=f"orders placed, {clients} concurrent clients, {seconds:.0f} s each",
     )
-    for name in ("service", "http"):
+    labels = {
+        "service": "service",
+        "http": "http",
+        "assign": "status change: assign (service; per second: changes)",
+        "cancel": "status change: cancel (payment voided, stock put back)",
+    }
+    for name, label in labels.items():
         r = results[name]
         assert isinstance(r, LoadResult)
         table.add_row(
-            name,
+            label,
             f"{r.per_second:,.0f}",
             f"{r.percentile(50):.1f}",
             f"{r.percentile(99):.1f}",

@@ -63,28 +63,37 @@ class OrderService(OrderChanges):
             restocks=event is EventType.ORDER_CANCELLED,
             expects_driver=expect_driver is not None,
         )
+        restocks = event is EventType.ORDER_CANCELLED
         async with self.shards.connection(region) as conn:
-            await conn.set_autocommit(True)
-            try:
-                try:
+            if restocks:
+                # Stock goes back: its rows are locked first, in id order, as placing an
+                # order locks them, so that concurrent cancels and orders never deadlock.
+                async with conn.transaction():
+                    await conn.execute(_LOCK_STOCK, (order_id,))
                     cur = await conn.execute(statement, params)
-                except psycopg.errors.ForeignKeyViolation:
-                    raise InvalidInput(
-                        f"no driver {driver_id!r}", field="driver_id", code="unknown_driver"
-                    ) from None
-                row = await cur.fetchone()
-                if row is None:
-                    # Read only now, for the message (NotFound when there is no such order):
-                    # nothing was written.
-                    before = await fetch_order(conn, order_id)
-                    raise Conflict(
-                        f"{event} is not allowed when the order is {before['status']}",
-                        field="status",
-                        code="illegal_transition",
-                    )
-                return row
-            finally:
-                await conn.set_autocommit(False)
+                    row = await cur.fetchone()
+            else:
+                await conn.set_autocommit(True)
+                try:
+                    try:
+                        cur = await conn.execute(statement, params)
+                    except psycopg.errors.ForeignKeyViolation:
+                        raise InvalidInput(
+                            f"no driver {driver_id!r}", field="driver_id", code="unknown_driver"
+                        ) from None
+                    row = await cur.fetchone()
+                finally:
+                    await conn.set_autocommit(False)
+            if row is None:
+                # Read only now, for the message (NotFound when there is no such order):
+                # nothing was written.
+                before = await fetch_order(conn, order_id)
+                raise Conflict(
+                    f"{event} is not allowed when the order is {before['status']}",
+                    field="status",
+                    code="illegal_transition",
+                )
+            return row
 
     def _changes(
         self,
@@ -206,9 +215,11 @@ def _transition_statement(
         )
     if restocks:
         parts.append(
-            "stock AS (UPDATE inventory i SET quantity = i.quantity + (line->>'quantity')::int,"
-            " updated_at = now() FROM o, jsonb_array_elements(o.items) AS line"
-            " WHERE i.item_id = line->>'item_id')"
+            "stock AS (UPDATE inventory i SET quantity = i.quantity + w.quantity,"
+            " updated_at = now() FROM (SELECT line->>'item_id' AS item_id,"
+            " sum((line->>'quantity')::int) AS quantity"
+            " FROM o, jsonb_array_elements(o.items) AS line GROUP BY 1) AS w"
+            " WHERE i.item_id = w.item_id)"
         )
     parts.append(
         "ev AS (INSERT INTO order_events (event_id, order_id, order_created_at, event_type,"
@@ -221,3 +232,11 @@ def _transition_statement(
         else PAYMENT_STATUS
     )
     return f"WITH {', '.join(parts)} SELECT {ORDER_COLUMNS}, {payment} AS payment_status FROM o"
+
+
+# The stock rows of an order's items, locked in id order (as placement locks them).
+_LOCK_STOCK = (
+    "SELECT i.item_id FROM orders o, jsonb_array_elements(o.items) AS line"
+    " JOIN inventory i ON i.item_id = line->>'item_id'"
+    " WHERE o.order_id = %s ORDER BY i.item_id FOR UPDATE OF i"
+)
