@@ -6,7 +6,7 @@ connected component, so that any two snapped points are joined by a route both w
 length, name and shape of the roads a route takes, and travel-time matrices
 (``roads.search``: one bounded search per row or column, where FalkorDB needs one search
 per pair). ``weights_version`` is the graph's count of traffic writes that the roads'
-``time_s`` here reflect; the service checks it against the graph's before each matrix.
+``time_s`` here reflect; the service checks it against the graph's with each matrix.
 """
 
 from __future__ import annotations
