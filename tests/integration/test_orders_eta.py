@@ -283,3 +283,22 @@ async def test_the_eta_consumer_keeps_the_method_and_the_legs_of_the_promise(
     assert row is not None and row["eta_method"] == "road"
     assert row["eta_legs"] == placed["data"]["eta_legs"]
     assert row["promised_delivery"] == when(order, "estimated_delivery")
+
+
+async def test_after_the_map_is_imported_again_the_estimate_is_by_road_on_the_new_import(
+    settings: Settings, conns: Connections, uid: str
+) -> None:
+    """The placement's estimate keeps the map it loaded; when the map is imported again under
+    it (new node ids), its matrix notices and reloads: still by road, still the route's time."""
+    opened, store = await open_world(settings, conns, "lima")
+    try:
+        _, before = await place_to(opened, opened.restaurants[0], FERRY_BUILDING, f"user_{uid}")
+        first_import = (await opened.roads.network(opened.region)).import_id
+        await import_osm(opened.db, opened.region, DATA / "san-francisco-downtown-drive.osm.bz2")
+        _, after = await place_to(opened, opened.restaurants[0], FERRY_BUILDING, f"user_{uid}")
+        assert (await opened.roads.network(opened.region)).import_id != first_import
+        assert before["eta_method"] == after["eta_method"] == "road"
+        to_customer = (await opened.roads.route([UNION_SQUARE, FERRY_BUILDING])).duration_s
+        assert after["eta_legs"]["to_customer_s"] == pytest.approx(to_customer, abs=0.06)
+    finally:
+        await close_world(opened, store)

@@ -210,8 +210,9 @@ class PlacementEstimator:
     async def _by_road(
         self, region: str, now: datetime, restaurant: LatLng, customer: LatLng, prep_s: float
     ) -> PlacementEta:
-        # One meta read: after a re-import, node ids of the cached map would name other nodes.
-        network = await self.roads.network(region, reload=True)
+        # The cached map: the matrix below notices a re-import itself (and reloads), and the
+        # map only says here which drivers stand near a road.
+        network = await self.roads.network(region)
         drivers: list[tuple[str, LatLng]] = []
         if self.fleet is not None and self.drivers:
             found = await self.fleet.find_available(
