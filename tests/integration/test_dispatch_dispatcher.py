@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from ontheway.dispatch.dispatcher import (
     flagged_key,
 )
 from ontheway.events.consumers import Consumer
+from ontheway.events.model import Event
 from ontheway.events.redis_streams import RedisStreamsBus
 from ontheway.events.relay import relay_batch, start_at_end
 from ontheway.events.worker import WorkerStats, run_worker
@@ -33,6 +35,7 @@ from ontheway.fleet import keys
 from ontheway.fleet.model import Fix, VehicleType
 from ontheway.fleet.service import open_store
 from ontheway.fleet.store import FleetStore
+from ontheway.orders.ids import new_id
 from ontheway.orders.lifecycle import EventType
 from ontheway.orders.queries import OrderQueries
 from ontheway.orders.service import OrderService
@@ -676,3 +679,21 @@ async def test_a_free_driver_further_away_outranks_one_next_door_with_a_delivery
         assert busy in again and again[busy].committed_s == 0
     finally:
         await fleet.remove_order("sf", busy, held)
+
+
+async def test_an_event_for_an_order_the_shard_does_not_have_is_skipped_in_its_transaction(
+    dispatcher: Dispatcher, conns: Connections
+) -> None:
+    """The order is read with the transaction's setting in one round trip; an order that
+    does not exist is logged and skipped, and the transaction goes on (the worker's mark)."""
+    event = Event(
+        str(uuid.uuid4()), new_id("ord", "sf"), "ORDER_PLACED", datetime.now(UTC), {},
+        "test", "americas", 0,
+    )  # fmt: skip
+    async with conns.shard_connection("americas") as conn, conn.transaction():
+        await dispatcher.handle(conn, event)
+        cur = await conn.execute("SHOW synchronous_commit")
+        row = await cur.fetchone()
+        assert row is not None and row["synchronous_commit"] == "off"
+        cur = await conn.execute("SELECT 1 AS still_usable")
+        assert await cur.fetchone() == {"still_usable": 1}

@@ -248,13 +248,16 @@ class Dispatcher:
         # The worker's mark needs no disk flush of its own: what the dispatch did is
         # committed durably by its own transactions, and a mark lost in a crash only means a
         # redelivery that finds the order done. One flush less per order, off the hot path.
-        await conn.execute("SET LOCAL synchronous_commit TO off")
         region = region_of(event.order_id, "ord")
         if self.batch is not None and self.settings.dispatch_policy == "batched":
+            await conn.execute("SET LOCAL synchronous_commit TO off")
             await self.batch.enqueue(region, event.order_id)
             return
         try:
-            await self.dispatch(event.order_id, await fetch_order(conn, event.order_id))
+            async with conn.pipeline():  # the setting and the read in one round trip
+                await conn.execute("SET LOCAL synchronous_commit TO off")
+                order = await fetch_order(conn, event.order_id)
+            await self.dispatch(event.order_id, order)
         except NoDriverYet:
             if self.batch is None:
                 raise
