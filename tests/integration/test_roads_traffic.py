@@ -121,6 +121,9 @@ async def test_a_matrix_asked_by_another_process_follows_a_traffic_change(
         free_flow = (await other.matrix([UNION_SQUARE], [FERRY_BUILDING], free_flow=True))[0][0]
         base = dijkstra(graph.matrix(graph.base_time_s), indices=route.legs[0].start.node)
         assert free_flow == pytest.approx(base[route.legs[0].end.node], rel=1e-9)
+        jammed = await other.matrix([UNION_SQUARE], [FERRY_BUILDING])
+        searched = await other.free_flow_matrix([UNION_SQUARE], [FERRY_BUILDING], jammed)
+        assert searched[0][0] == free_flow != jammed[0][0]
         assert slowdown(after, free_flow) is not None and slowdown(after, free_flow) > 1.5
         free = TrafficChange(roads=tuple(RoadFactor(r, 1.0) for r in route.legs[0].road_ids))
         await service.update_traffic(region_id, free)  # the later tests expect no jam
@@ -169,6 +172,10 @@ async def test_an_area_resets_to_free_flow_every_road_within_it(
     after = await stored(db, region_id)
     assert after.time_s.tolist() == after.base_time_s.tolist()
     await assert_matrix_equals_dijkstra(service, Imported(region_id, after))
+    # No road under traffic: the free-flow matrix is the one just asked, not searched again.
+    assert not (await service.network(region_id)).under_traffic
+    now = await service.matrix([UNION_SQUARE], [FERRY_BUILDING])
+    assert await service.free_flow_matrix([UNION_SQUARE], [FERRY_BUILDING], now) is now
 
 
 @pytest.mark.parametrize(

@@ -128,7 +128,7 @@ class Reestimator:
         origins, destinations = [a for a, _ in legs], [b for _, b in legs]
         try:
             matrix = await self.roads.many_to_many(origins, destinations)
-            free = await self.roads.many_to_many(origins, destinations, free_flow=True)
+            free = await self.roads.free_flow_matrix(origins, destinations, matrix)
             found: list[float | None] = [matrix[i][i] for i in range(len(legs))]
             free_s: list[float | None] = [free[i][i] for i in range(len(legs))]
         except (Unreachable, InvalidInput, NotFound) as exc:

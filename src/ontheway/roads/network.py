@@ -50,6 +50,10 @@ class RoadNetwork:
         points = project_m(graph.lat[self.routable], graph.lng[self.routable], self._ref_lat)
         self._tree = cKDTree(points) if len(self.routable) else None
         self._chains = Chains(graph)
+        self.under_traffic = False
+        """Whether any road's time differs from its free-flow time (then free-flow matrices
+        need a search of their own)."""
+        self._note_traffic()
         self._search: MatrixSearch | None = self._matrix_search(graph.time_s.copy())
         self._free_flow: MatrixSearch | None = None
         self.road_names: NDArray[np.object_] = np.array(graph.name, dtype=object)
@@ -185,6 +189,7 @@ class RoadNetwork:
         self.graph.time_s[road_ids] = times_s
         self._search = None
         self.weights_version = -1 if weights_version is None else weights_version
+        self._note_traffic()
 
     def reset_traffic(
         self, road_ids: Sequence[int], times_s: Sequence[float], weights_version: int
@@ -196,3 +201,7 @@ class RoadNetwork:
         self.graph.time_s = times
         self._search = None
         self.weights_version = weights_version
+        self._note_traffic()
+
+    def _note_traffic(self) -> None:
+        self.under_traffic = bool((self.graph.time_s != self.graph.base_time_s).any())

@@ -230,17 +230,22 @@ class PlacementEstimator:
         if to_customer is None:
             raise Unreachable("no road joins the restaurant and the customer")
         reachable = [
-            (row[0], d) for row, d in zip(matrix[:-1], drivers, strict=True) if row[0] is not None
+            (row[0], d, i)
+            for i, (row, d) in enumerate(zip(matrix[:-1], drivers, strict=True))
+            if row[0] is not None
         ]
         driver: dict[str, Any] | None = None
         to_restaurant = self.allowance_s
         start = restaurant
+        best_row = -1
         if reachable:
-            best_s, (driver_id, start) = min(reachable, key=lambda pair: pair[0] or 0.0)
+            best_s, (driver_id, start), best_row = min(reachable, key=lambda r: r[0] or 0.0)
             to_restaurant = float(best_s or 0.0)
             driver = {"driver_id": driver_id, "lat": start.lat, "lng": start.lng}
-        free = await self.roads.many_to_many(
-            [start, restaurant], [restaurant, customer], free_flow=True
+        # The matrix above holds the same ways now: from the driver's row (or the
+        # restaurant's, without a driver) and the restaurant's.
+        free = await self.roads.free_flow_matrix(
+            [start, restaurant], [restaurant, customer], [matrix[best_row], matrix[-1]]
         )
         est = delivery_estimate(now, to_restaurant, prep_s, to_customer)
         legs = {

@@ -262,6 +262,21 @@ class RoadService:
         """The travel-time matrix (seconds) from every origin to every destination."""
         return await self.matrix(origins, destinations, free_flow=free_flow)
 
+    async def free_flow_matrix(
+        self,
+        origins: list[LatLng],
+        destinations: list[LatLng],
+        current: list[list[float | None]],
+    ) -> list[list[float | None]]:
+        """The matrix of the same points at free flow, given ``current``, the one just asked
+        on the roads' current times: ``current`` itself when no road of the region is under
+        traffic (no second search), else a search on the free-flow times."""
+        if origins:
+            region = self._catalog.region_for(origins[0].lat, origins[0].lng).region
+            if not (await self.network(region)).under_traffic:
+                return current
+        return await self.matrix(origins, destinations, free_flow=True)
+
     async def update_traffic(self, region: str, change: TrafficChange) -> TrafficResult:
         """Set the traffic factors ``change`` names in the region's graph; the next route
         reflects them. ``InvalidTraffic`` (naming the field) changes nothing."""
