@@ -38,7 +38,8 @@ class OrderService(OrderChanges):
 
         One statement does it all, so it is its own transaction and costs one round trip:
         the update (``RETURNING`` the new row), the payment and the stock it settles, the
-        event, and the order's view read back from the returned row."""
+        event, and the order's view read back from the returned row. A cancel first locks
+        the stock it puts back, in the same transaction."""
         rule = TRANSITIONS[event]
         region = region_of(order_id, "ord")
         now = datetime.now(UTC)
@@ -57,13 +58,13 @@ class OrderService(OrderChanges):
             "actor": actor,
             **columns,
         }
+        restocks = event is EventType.ORDER_CANCELLED
         statement = _transition_statement(
             list(columns),
             settles_payment="payment_status" in changes,
-            restocks=event is EventType.ORDER_CANCELLED,
+            restocks=restocks,
             expects_driver=expect_driver is not None,
         )
-        restocks = event is EventType.ORDER_CANCELLED
         async with self.shards.connection(region) as conn:
             if restocks:
                 # Stock goes back: its rows are locked first, in id order, as placing an
