@@ -21,7 +21,6 @@ shortest time on the graph's weights, rounded to the millisecond.
 from __future__ import annotations
 
 import asyncio
-from contextlib import suppress
 from typing import Any
 
 from ontheway.roads.network import RoadNetwork
@@ -95,31 +94,16 @@ class MatrixTimes:
 async def _search_checked(
     db: Any, network: RoadNetwork, name: str, sources: list[int], targets: list[int]
 ) -> dict[tuple[int, int], float]:
-    """Search the network while one small query asks the graph whether its weights are still
-    the network's; search again, after reading the roads under traffic, when another process
-    changed them. ``Reimported`` when the graph is another import.
+    """Check with one small query that the network's weights are still the graph's (reading
+    the roads under traffic again when another process changed them), then search.
+    ``Reimported`` when the graph is another import.
 
-    The check overlaps the search (its round trip through FalkorDB's threads costs 0.5-2 ms,
-    as much as a search between nearby points). It is awaited, or cancelled and awaited when
-    the search fails, so no task outlives the call."""
-    held = network.weights_version
-    check = asyncio.ensure_future(read_version(db, name))
-    try:
-        # Two turns of the loop send the check's query before the search holds the loop (after
-        # one, redis-py has not yet written it, and the check waits until the search is done).
-        for _ in range(2):
-            await asyncio.sleep(0)
-        found = await _search(network, sources, targets)
-    except BaseException:
-        check.cancel()
-        with suppress(BaseException):
-            await check
-        raise
-    version = await check
+    The check runs before the search, not beside it: a check task left beside the search
+    went with a rare hang of the event loop's teardown (seen in two CI runs, one per
+    session), and a slow host pays 1.5-2 ms for it (``ontheway bench roads``, README)."""
+    version = await read_version(db, name)
     if version is None or version[0] != network.import_id:
         raise Reimported
-    if version[1] == held == network.weights_version:
-        return found
     if version[1] != network.weights_version:
         await refresh_weights(db, network, name, version[1])
     return await _search(network, sources, targets)
