@@ -14,10 +14,10 @@ another process changed the traffic since the network's weights were read, the r
 traffic are read again first, so steps follow a change made by any process.
 
 A matrix is searched in the process (``roads.search``) or asked of the CCH pair by pair,
-whichever should cost less (``roads.matrix``). In the process, one small query sent as the
-search starts reads the graph's import id and its count of traffic writes; when another
-process changed the weights since, the roads under traffic are read again (one query) and
-the search repeated, so a matrix is always on the graph's current weights, like a route.
+whichever should cost less (``roads.matrix``). In the process, one small query first reads
+the graph's import id and its count of traffic writes; when another process changed the
+weights since, the roads under traffic are read again (one query) before the search, so a
+matrix is always on the graph's current weights, like a route.
 """
 
 from __future__ import annotations
