@@ -433,8 +433,8 @@ async def test_a_large_matrix_asked_in_several_queries_equals_the_routes(
 async def test_a_search_that_fails_leaves_no_weights_check_running(
     service: RoadService, sf: Imported, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The weights check runs beside the search; when the search fails, the check is
-    cancelled and awaited, not left to finish after the call."""
+    """A search that fails leaves no weights check running after the call (the check runs
+    first; it must never be left to finish on its own)."""
     force_matrix_path(monkeypatch, "in_process")
     network = await service.network(sf.region)
 
