@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import random
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -80,6 +81,46 @@ async def sf(conns: Connections, catalog: Catalog, settings: Settings) -> dict[s
         drivers=6,
         seed=random.randrange(1 << 30),
     )
+
+
+# Each task that a test left running, with the test that started it.
+_LEFT_BY: dict[asyncio.Task[Any], str] = {}
+
+
+@pytest.fixture(autouse=True)
+async def _tasks_left_behind(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Notes each task that a test started and left running after its teardown."""
+    before = asyncio.all_tasks()
+    yield
+    await asyncio.sleep(0)
+    for task in asyncio.all_tasks() - before - {asyncio.current_task()}:
+        if not task.done():
+            _LEFT_BY.setdefault(task, request.node.nodeid)
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def no_task_outlives_the_tests(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """After the whole run, no task that a test started is still running: one that is
+    would keep working on the shared stack behind later tests' backs, and one that ignores
+    cancellation hangs the event loop's close. Each is shown with its stack (even a hang
+    shows them first), then cancelled."""
+    yield
+    left = {t: n for t, n in _LEFT_BY.items() if not t.done()}
+    if not left:
+        return
+    out = io.StringIO()
+    for task, nodeid in left.items():
+        print(f"\ntask left by {nodeid}: {task!r}", file=out)
+        task.print_stack(file=out)
+        task.cancel()
+    _, pending = await asyncio.wait(left, timeout=10)
+    for task in pending:
+        print(f"\ntask still running 10 s after its cancellation: {task!r}", file=out)
+        task.print_stack(file=out)
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print(out.getvalue(), flush=True)
+    pytest.fail(f"{len(left)} task(s) outlived the tests that started them (shown above)")
 
 
 @pytest.fixture(scope="session", autouse=True)

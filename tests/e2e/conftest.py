@@ -36,6 +36,13 @@ class Server:
     def auth(self, role: Role, sub: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(role, sub)}"}
 
+    def diagnosis(self) -> str:
+        """For a failure's message: the end of the server's log, after the server logged
+        what each of its tasks is waiting on (``SIGUSR1``)."""
+        self.proc.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)
+        return server_log(self.proc)[-20_000:]
+
     def report_position(self, driver: str, lat: float, lng: float) -> None:
         """The driver's app reports a position, which makes the driver online."""
         resp = httpx.post(

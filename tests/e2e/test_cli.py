@@ -4,10 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ontheway.auth import Role, decode_token
 from ontheway.settings import Settings
+from tests.e2e.conftest import Server
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -148,3 +150,11 @@ def test_seed_refuses_an_unknown_region(settings: Settings) -> None:
     result = run_cli("seed", "--region", "atlantis")
     assert result.returncode == 1
     assert "atlantis" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_server_logs_what_each_task_waits_on_when_sent_sigusr1(server: Server) -> None:
+    log = server.diagnosis()
+    for loop in ("offer-sweeper", "fleet-monitor", "dispatch-reconcile"):
+        assert f"task {loop} of " in log, log
+    assert "in run_sweeper" in log, log  # with the stack it is suspended at
+    assert httpx.get(f"{server.base_url}/health", timeout=10).status_code == 200

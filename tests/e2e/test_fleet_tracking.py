@@ -124,7 +124,7 @@ async def test_a_driver_whose_heartbeat_expires_mid_delivery_is_reported_unavail
             order = (await http.get(url, headers=server.auth(Role.OPS, "ops_1"))).json()
             if order["status"] == "searching_driver_again":
                 break
-            assert time.monotonic() < deadline, f"never reported: {order['status']}"
+            assert time.monotonic() < deadline, f"never reported:\n{server.diagnosis()}"
             await asyncio.sleep(0.2)
         events = (await http.get(f"{url}/events", headers=server.auth(Role.OPS, "ops_1"))).json()
     unavailable = [e for e in events if e["event_type"] == "DRIVER_UNAVAILABLE"]

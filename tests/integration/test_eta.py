@@ -78,9 +78,13 @@ async def test_an_order_is_estimated_at_placement_assignment_and_pickup_with_a_w
     assert await handle_once(conns, consumer, Delivery(placed, 1, None))
     await world.orders.transition(oid, EventType.DRIVER_ASSIGNED, "system", driver_id=driver)
     assigned = await event_of(world, oid, EventType.DRIVER_ASSIGNED)
-    async with ChannelHub(conns.require_redis()).follow(keys.tracking_channel(oid)) as tracking:
-        assert await handle_once(conns, consumer, Delivery(assigned, 1, None))
-        pushed = await next_message(tracking, "eta")
+    hub = ChannelHub(conns.require_redis())
+    try:
+        async with hub.follow(keys.tracking_channel(oid)) as tracking:
+            assert await handle_once(conns, consumer, Delivery(assigned, 1, None))
+            pushed = await next_message(tracking, "eta")
+    finally:
+        await hub.aclose()
     assert pushed["stage"] == "assignment" and pushed["method"] == "baseline"
     assert pushed["earliest"] < pushed["estimated_delivery"] < pushed["latest"]
     assert not await handle_once(conns, consumer, Delivery(assigned, 2, None))  # a duplicate

@@ -29,6 +29,7 @@ from ontheway.fleet.service import Fleet
 from ontheway.regions import load_catalog
 from ontheway.schema.partitions import keep_partitions_ahead
 from ontheway.settings import Settings
+from ontheway.tasks import tasks_logged_on_signal
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,8 @@ def create_app(settings: Settings) -> FastAPI:
             "dispatch-reconcile", build_reconciler(conns, catalog, settings).run()
         )
         try:
-            yield
+            with tasks_logged_on_signal():
+                yield
         finally:
             follow_up = getattr(app.state, "traffic_follow_up", None)
             if follow_up is not None:
