@@ -7,15 +7,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from ontheway.connections import Connections
+from ontheway.dispatch import offers as offers_module
 from ontheway.dispatch.dispatcher import Dispatcher
 from ontheway.dispatch.offering import OfferExpired, Offers
 from ontheway.dispatch.offers import Answer
 from ontheway.dispatch.scoring import Scored
+from ontheway.errors import DependencyUnavailable
 from ontheway.fleet import keys
 from ontheway.fleet.store import FleetStore
 from ontheway.orders.lifecycle import EventType
@@ -32,6 +34,7 @@ from tests.integration.test_dispatch_dispatcher import (  # noqa: F401 (fixtures
 )
 from tests.integration.test_dispatch_offers import (  # noqa: F401 (fixtures)
     Offered,
+    cancel,
     kinds,
     offered,
     offering,
@@ -73,6 +76,47 @@ async def test_several_sweepers_expire_an_offer_once(
     await asyncio.gather(*(s.sweep_once(["sf"]) for s in sweepers))
     assert (await kinds(queries, oid)).count("OFFER_EXPIRED") == 1
     assert oid not in await fleet.active_orders("sf", pair[0])
+
+
+class _NoteFailsFor:
+    """The orders' service, except that recording an event of ``order_id`` fails as when
+    PostgreSQL is down."""
+
+    def __init__(self, orders: OrderService, order_id: str) -> None:
+        self.orders, self.order_id = orders, order_id
+
+    async def note(self, order_id: str, *args: Any, **kwargs: Any) -> Any:
+        if order_id == self.order_id:
+            raise DependencyUnavailable("PostgreSQL is unavailable: (test)")
+        return await self.orders.note(order_id, *args, **kwargs)
+
+
+async def test_a_claim_that_fails_does_not_hold_back_the_others_of_its_sweep(
+    offering: Dispatcher,  # noqa: F811
+    orders: OrderService,
+    queries: OrderQueries,
+    town: dict[str, Any],  # noqa: F811
+    pair: tuple[str, str],  # noqa: F811
+    uid: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    oids = [await place(orders, town, f"{uid}{i}") for i in range(2)]
+    for oid in oids:
+        assert (await offering.dispatch(oid)).offered
+    failing, other = oids
+    sweeper = other_process(offering)  # a claim lapses after 30 s
+    sweeper.orders = cast(OrderService, _NoteFailsFor(orders, failing))
+    # This sweeper's clock runs 60 s ahead: both offers are due for it alone (not for the
+    # sweeper of a server of the tests, which could otherwise take them first).
+    monkeypatch.setattr(offers_module, "_now", lambda: time.time() + 60)
+    assert await sweeper.sweep_once(["sf"]) >= 1
+    assert "OFFER_EXPIRED" in await kinds(queries, other)
+    assert "OFFER_EXPIRED" not in await kinds(queries, failing)
+    assert await offering.offers.book.pending("sf", failing)  # claimed, left to its lease
+    monkeypatch.setattr(offers_module, "_now", lambda: time.time() + 95)  # the lease is over
+    await sweep_until(other_process(offering), queries, failing, "OFFER_EXPIRED")
+    for oid in oids:
+        await cancel(orders, oid)
 
 
 async def test_an_accept_that_died_before_committing_is_expired_by_the_sweeper(

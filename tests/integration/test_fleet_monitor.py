@@ -89,11 +89,45 @@ async def test_a_monitor_that_fails_half_way_leaves_the_driver_for_the_next_one(
     await expiring_driver(store, region, driver, ["o1"])
     broken = OfflineMonitor(store, [region], Recorder(fail_first=1))
     await sweep_until_found(broken)
-    with pytest.raises(DependencyUnavailable):
-        await broken.sweep_once()
+    assert await broken.sweep_once() == []
     restarted = OfflineMonitor(store, [region], Recorder())
     assert [h.driver_id for h in await restarted.sweep_once()] == [driver]
     assert restarted.recorder.recorded == [("o1", driver)]  # type: ignore[attr-defined]
+
+
+class FailingFor(Recorder):
+    """Records every order but ``broken``, which fails as when its shard is down."""
+
+    def __init__(self, broken: str) -> None:
+        super().__init__()
+        self.broken = broken
+
+    async def driver_unavailable(self, order_id: str, driver_id: str) -> bool:
+        if order_id == self.broken:
+            raise DependencyUnavailable("the orders shard is down")
+        return await super().driver_unavailable(order_id, driver_id)
+
+
+async def test_a_driver_that_cannot_be_reported_does_not_hold_back_the_others(
+    store: FleetStore, region: str, uid: str, conns: Connections
+) -> None:
+    stuck, other = f"d_{uid}_a", f"d_{uid}_b"
+    try:
+        await expiring_driver(store, region, stuck, ["o_broken"])
+        await expiring_driver(store, region, other, ["o2"])
+        monitor = OfflineMonitor(store, [region], FailingFor("o_broken"))
+        deadline = time.monotonic() + 10
+        while len(await store.sweep_expired([region])) < 2:
+            assert time.monotonic() < deadline, "the heartbeats never expired"
+            await asyncio.sleep(0.2)
+        # Both went pending at once: the stuck driver comes first (by id) in every sweep.
+        assert [h.driver_id for h in await monitor.sweep_once()] == [other]
+        assert await monitor.sweep_once() == []
+        assert monitor.recorder.recorded == [("o2", other)]  # type: ignore[attr-defined]
+        assert [e.driver_id for e in await store.sweep_expired([region])] == [stuck]
+        assert await store.active_orders(region, stuck) == {"o_broken"}
+    finally:
+        await conns.require_redis().delete(keys.home(stuck), keys.home(other))
 
 
 async def test_an_order_the_recorder_keeps_with_its_driver_stays_on_the_driver(

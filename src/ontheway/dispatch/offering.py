@@ -274,10 +274,19 @@ class Offers:
 
     async def sweep_once(self, regions: Sequence[str]) -> int:
         """Expire the offers past their deadline (and finish stale claims); returns how
-        many were resolved. Any number of processes may sweep at once."""
+        many were resolved. Any number of processes may sweep at once. A claim that fails
+        is logged and left to its lease (it is claimed again when the lease runs out); the
+        claims after it are still resolved, not held back for a lease."""
         done = 0
         for claim in await self.book.claim_due(regions):
-            await self.resolve(claim)
+            try:
+                await self.resolve(claim)
+            except OnTheWayError as exc:
+                log.warning(
+                    "offer of %s to %s not resolved (again in %.0f s): %s",
+                    claim.order_id, claim.driver_id, self.book.lease_s, exc.message,
+                )  # fmt: skip
+                continue
             done += 1
         return done
 

@@ -8,7 +8,7 @@ stays with the driver (it has the food): the recorder flags it for operations in
 The pending set lives in Redis, so a monitor that stops half way finds the same drivers
 again when it restarts: at least once, never missed; the recorder makes repeats harmless (a
 second DRIVER_UNAVAILABLE is a conflict, which means it is already done). A failure is
-logged and retried at the next sweep.
+logged and retried at the next sweep; it holds back only its own driver.
 """
 
 from __future__ import annotations
@@ -49,18 +49,30 @@ class OfflineMonitor:
         self.kept = 0
 
     async def sweep_once(self) -> list[ExpiredDriver]:
-        """One pass over every region; returns the drivers handled."""
+        """One pass over every region; returns the drivers handled. A driver whose orders
+        cannot be recorded now is logged and stays pending for the next pass; the drivers
+        after it are still handled in this one."""
         handled = []
         for expired in await self.store.sweep_expired(self.regions):
-            for order_id in expired.order_ids:
-                if await self.recorder.driver_unavailable(order_id, expired.driver_id):
-                    await self.store.remove_order(expired.region, expired.driver_id, order_id)
-                    self.reported += 1
-                else:
-                    self.kept += 1
-            await self.store.ack_unavailable(expired)
+            try:
+                await self._report(expired)
+            except OnTheWayError as exc:
+                log.warning(
+                    "offline driver %s of %s left for the next sweep: %s",
+                    expired.driver_id, expired.region, exc.message,
+                )  # fmt: skip
+                continue
             handled.append(expired)
         return handled
+
+    async def _report(self, expired: ExpiredDriver) -> None:
+        for order_id in expired.order_ids:
+            if await self.recorder.driver_unavailable(order_id, expired.driver_id):
+                await self.store.remove_order(expired.region, expired.driver_id, order_id)
+                self.reported += 1
+            else:
+                self.kept += 1
+        await self.store.ack_unavailable(expired)
 
     async def run(self) -> None:
         """Sweep forever; failures are logged and the same drivers retried next time."""
