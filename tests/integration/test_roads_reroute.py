@@ -161,11 +161,9 @@ async def test_delivery_zones_follow_a_traffic_change(
     await rebuild_zones(world.roads, world.db, world.region, rows, max_travel_s=90)
 
     async def near_ok() -> bool:
-        import_id = (await world.roads.network(world.region)).import_id
         verdict = await zone_verdict(
-            world.db, world.region, restaurant, NEAR_UNION_SQUARE.lat, NEAR_UNION_SQUARE.lng,
-            import_id,
-        )  # fmt: skip
+            world.db, world.region, restaurant, NEAR_UNION_SQUARE.lat, NEAR_UNION_SQUARE.lng
+        )
         assert verdict is not None
         return verdict.can_deliver
 
@@ -268,11 +266,9 @@ async def test_zones_built_on_an_earlier_import_are_not_trusted_until_rebuilt(
     await rebuild_zones(world.roads, world.db, world.region, rows)
 
     async def verdict() -> Any:
-        import_id = (await world.roads.network(world.region, reload=True)).import_id
         return await zone_verdict(
-            world.db, world.region, restaurant, NEAR_UNION_SQUARE.lat, NEAR_UNION_SQUARE.lng,
-            import_id,
-        )  # fmt: skip
+            world.db, world.region, restaurant, NEAR_UNION_SQUARE.lat, NEAR_UNION_SQUARE.lng
+        )
 
     assert (await verdict()).can_deliver
     await import_osm(world.db, world.region, DATA / "san-francisco-downtown-drive.osm.bz2")

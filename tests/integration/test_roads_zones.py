@@ -8,7 +8,13 @@ from falkordb.asyncio import FalkorDB
 from ontheway.connections import Connections, GraphStore
 from ontheway.orders.ids import new_id
 from ontheway.regions import Catalog, LatLng
-from ontheway.roads.delivery import NoDeliveryZone, can_deliver, load_restaurants, rebuild_zones
+from ontheway.roads.delivery import (
+    NoDeliveryZone,
+    can_deliver,
+    load_restaurants,
+    rebuild_zones,
+    zone_verdict,
+)
 from ontheway.roads.importer import import_osm
 from ontheway.roads.routing import RoadService
 from ontheway.roads.store import drop_graph
@@ -115,3 +121,30 @@ async def test_rebuilding_one_restaurant_replaces_its_zone_and_leaves_the_others
     assert 0 < smaller.cells < before.cells / 2
     assert not (await can_deliver(db, "sf", first, 37.7955, -122.3990, graph=name)).can_deliver
     assert (await can_deliver(db, "sf", second, 37.7955, -122.3990, graph=name)).can_deliver
+
+
+async def test_placement_trusts_a_zone_only_when_built_on_the_road_map_of_now(
+    conns: Connections,
+    catalog: Catalog,
+    roads: RoadService,
+    zones: tuple[FalkorDB, str],
+    uid: str,
+) -> None:
+    db, name = zones
+    assert await zone_verdict(db, "sf", "rest_sf_unknown0000", *CHINATOWN, graph=name) is None
+    near = await add_restaurant(conns, catalog, UNION_SQUARE, 2500, uid)
+    far = await add_restaurant(conns, catalog, OFF_MAP, 3000, uid)
+    restaurants = await load_restaurants(conns, catalog, "sf", [near, far])
+    await rebuild_zones(roads, db, "sf", restaurants, graph=name)
+    inside = await zone_verdict(db, "sf", near, *CHINATOWN, graph=name)
+    assert inside is not None and inside.can_deliver
+    assert inside == await can_deliver(db, "sf", near, *CHINATOWN, graph=name)
+    outside = await zone_verdict(db, "sf", near, 37.8050, -122.4300, graph=name)
+    assert outside is not None and not outside.can_deliver
+    assert await zone_verdict(db, "sf", far, *UNION_SQUARE, graph=name) is None  # off the map
+    assert await zone_verdict(db, "sf", "rest_sf_unknown0000", *CHINATOWN, graph=name) is None
+    # Zones built on another import of the roads: no zone to trust, the radius decides.
+    await db.select_graph(name).query("MATCH (m:ZonesMeta) SET m.import_id = 'an_old_import'")
+    assert await zone_verdict(db, "sf", near, *CHINATOWN, graph=name) is None
+    # A region without a road map has no zone to trust either.
+    assert await zone_verdict(db, f"nomap_{uid}", near, *CHINATOWN, graph=name) is None

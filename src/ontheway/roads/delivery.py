@@ -38,7 +38,14 @@ from ontheway.connections import Connections
 from ontheway.errors import NotFound
 from ontheway.regions import Catalog
 from ontheway.roads.routing import RoadService
-from ontheway.roads.store import drop_graph, graph_errors, graph_exists
+from ontheway.roads.store import (
+    READ_VERSION,
+    drop_graph,
+    graph_errors,
+    graph_exists,
+    graph_name,
+    read_rows_together,
+)
 from ontheway.roads.zones import ZoneCell, cell_of, distance_matrix, zone_cells
 
 EDGE_BATCH = 5000
@@ -229,16 +236,26 @@ async def zone_verdict(
     restaurant_id: str,
     lat: float,
     lng: float,
-    import_id: str | None,
     graph: str | None = None,
 ) -> Delivery | None:
     """The zone's answer for placing an order, or None when there is no zone to trust (no
-    zones for the region or for this restaurant, the restaurant off the road map, or zones
-    built on another import than ``import_id``): the caller checks the radius instead."""
-    row = await _zone_row(db, graph or zones_graph(region), restaurant_id, lat, lng)
-    if row is None or not row[0] or (import_id is not None and row[3] != import_id):
+    zones for the region or for this restaurant, the restaurant off the road map, no road
+    map, or zones built on another import than the road map's now). The zone and the road
+    map's import id are read in one round trip."""
+    roads, zones = await read_rows_together(
+        db,
+        [
+            (graph_name(region), READ_VERSION, {}),
+            (graph or zones_graph(region), _VERDICT,
+             {"id": restaurant_id, "cell": cell_of(lat, lng)}),
+        ],
+    )  # fmt: skip
+    if not roads or not zones:
         return None
-    return _delivery(row[1], row[2])
+    on_map, travel_s, road_m, built_on = zones[0]
+    if not on_map or built_on != roads[0][0]:
+        return None
+    return _delivery(travel_s, road_m)
 
 
 async def _zone_row(

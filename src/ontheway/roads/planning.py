@@ -199,11 +199,8 @@ class PlacementEstimator:
 
     async def _zone(self, region: str, restaurant_id: str, customer: LatLng) -> Delivery | None:
         try:
-            import_id = (await self.roads.network(region, reload=True)).import_id
             db = await self.roads.graph_db()
-            return await zone_verdict(
-                db, region, restaurant_id, customer.lat, customer.lng, import_id
-            )
+            return await zone_verdict(db, region, restaurant_id, customer.lat, customer.lng)
         except (NotFound, DependencyUnavailable):
             return None  # no road map, or FalkorDB unavailable: the radius decides
 

@@ -29,13 +29,14 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import redis.exceptions
 from falkordb.asyncio import FalkorDB
+from falkordb.helpers import stringify_param_value
 
 from ontheway.connections import dependency_errors
 from ontheway.errors import ConfigurationError, DependencyUnavailable
@@ -74,7 +75,7 @@ RETURN r.id, a.id, b.id, r.distance_m, r.base_time_s, r.time_s, r.speed_kph, r.r
        r.name, r.osm_way_id
 """
 _READ_META = "MATCH (m:RoadMap) RETURN m.import_id, m.nodes, m.roads"
-_READ_VERSION = "MATCH (m:RoadMap) RETURN m.import_id, coalesce(m.weights, 0)"
+READ_VERSION = "MATCH (m:RoadMap) RETURN m.import_id, coalesce(m.weights, 0)"
 # A road at free flow has time_s = base_time_s (``roads.traffic`` rounds both alike), so the
 # roads with another factor give every weight.
 _READ_TRAFFIC = "MATCH ()-[r:ROAD]->() WHERE r.traffic_factor <> 1.0 RETURN r.id, r.time_s"
@@ -205,7 +206,7 @@ async def read_version(db: FalkorDB, name: str) -> tuple[str, int] | None:
     """The graph's import id and how many traffic writes it has had, in one round trip; None
     when there is no such graph."""
     try:
-        rows = await read_rows(db, name, _READ_VERSION, {})
+        rows = await read_rows(db, name, READ_VERSION, {})
     except DependencyUnavailable as exc:
         if "empty key" in str(exc):
             return None
@@ -320,6 +321,33 @@ async def read_rows(
         if reply and isinstance(reply[-1], redis.exceptions.ResponseError):
             raise reply[-1]  # a run-time error comes as the last element of the reply
     return [[_decode(cell) for cell in row] for row in reply[1]] if len(reply) > 1 else []
+
+
+async def read_rows_together(
+    db: FalkorDB, queries: Sequence[tuple[str, str, dict[str, Any]]]
+) -> list[list[list[Any]] | None]:
+    """Several read-only queries (graph, query, parameters) in one round trip: each one's
+    rows as ``read_rows`` gives them, or None when its graph does not exist. Parameters are
+    written by the client library's own quoting (strings too)."""
+    with graph_errors():
+        pipe = db.connection.pipeline(transaction=False)
+        for name, query, params in queries:
+            header = "".join(f"{k}={stringify_param_value(v)} " for k, v in params.items())
+            text = f"CYPHER {header}{query}" if header else query
+            pipe.execute_command("GRAPH.RO_QUERY", name, text, "--compact")
+        replies = await pipe.execute(raise_on_error=False)
+    found: list[list[list[Any]] | None] = []
+    for reply in replies:
+        if isinstance(reply, redis.exceptions.ResponseError) and "empty key" in str(reply):
+            found.append(None)
+            continue
+        with graph_errors():
+            if isinstance(reply, Exception):
+                raise reply
+            if reply and isinstance(reply[-1], redis.exceptions.ResponseError):
+                raise reply[-1]
+        found.append([[_decode(c) for c in row] for row in reply[1]] if len(reply) > 1 else [])
+    return found
 
 
 def _decode(cell: list[Any]) -> Any:
