@@ -56,19 +56,24 @@ class GraphStore:
     url: str
     timeout_s: float
     _db: FalkorDB | None = field(default=None, init=False)
+    _creating: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
     async def db(self) -> FalkorDB:
-        """Return the client, connecting on first use."""
-        if self._db is None:
-            with dependency_errors("FalkorDB"):
-                # The client probes for a cluster with a blocking call: keep it off the loop.
-                self._db = await asyncio.to_thread(
-                    FalkorDB.from_url,
-                    self.url,
-                    socket_timeout=self.timeout_s,
-                    socket_connect_timeout=self.timeout_s,
-                )
-        return self._db
+        """Return the client, connecting on first use. Concurrent first uses make one
+        client (a second one, overwritten, would leave its connections open)."""
+        if self._db is not None:
+            return self._db
+        async with self._creating:
+            if self._db is None:
+                with dependency_errors("FalkorDB"):
+                    # The client probes for a cluster with a blocking call: off the loop.
+                    self._db = await asyncio.to_thread(
+                        FalkorDB.from_url,
+                        self.url,
+                        socket_timeout=self.timeout_s,
+                        socket_connect_timeout=self.timeout_s,
+                    )
+            return self._db
 
     async def aclose(self) -> None:
         """Close the client and its connection pool (the client's own aclose leaves the

@@ -1,11 +1,13 @@
 """A round trip to FalkorDB: a Cypher query and a CCH-indexed shortest path on a tiny graph."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from ontheway.connections import Connections
+from ontheway.connections import Connections, GraphStore
+from ontheway.settings import Settings
 
 ROADS = [  # from, to, travel time (s), id: 1 -> 5 is fastest via 2 and 3
     (1, 2, 10.0, "r12"), (2, 3, 10.0, "r23"), (1, 4, 5.0, "r14"),
@@ -53,3 +55,15 @@ async def test_the_cch_index_gives_the_shortest_path_and_follows_a_new_weight(
 async def test_against_the_one_way_roads_there_is_no_path(graph: Any) -> None:
     result = await graph.ro_query(ROUTE, {"from": 5, "to": 1})
     assert result.result_set == []
+
+
+async def test_concurrent_first_uses_of_the_graph_store_make_one_client(
+    settings: Settings,
+) -> None:
+    store = GraphStore(settings.require_falkordb_url(), 5)
+    try:
+        clients = await asyncio.gather(*(store.db() for _ in range(4)))
+        assert all(client is clients[0] for client in clients)
+        assert await clients[0].connection.ping()
+    finally:
+        await store.aclose()
