@@ -362,8 +362,10 @@ def _snap_ends(
     ``skip_off_map``); ``OutsideRoadMap`` for any other point off the map."""
     o_lat, o_lng = _arrays(origins)
     d_lat, d_lng = _arrays(destinations)
-    cols = network.snap_many(d_lat, d_lng)
-    rows = np.where(_inside(region, o_lat, o_lng), network.snap_many(o_lat, o_lng), -1)
+    # One search of the tree for both ends instead of one per side.
+    both = network.snap_many(np.concatenate([d_lat, o_lat]), np.concatenate([d_lng, o_lng]))
+    cols = both[: len(destinations)]
+    rows = np.where(_inside(region, o_lat, o_lng), both[len(destinations) :], -1)
     for label, nodes, points in (("destinations", cols, destinations), ("origins", rows, origins)):
         if (nodes < 0).any() and not (skip_off_map and label == "origins"):
             point = points[int(np.argmax(nodes < 0))]
