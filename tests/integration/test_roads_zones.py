@@ -1,5 +1,6 @@
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import h3
 import pytest
@@ -50,6 +51,16 @@ async def set_radius(
         )
 
 
+async def near_and_far(
+    conns: Connections, catalog: Catalog, uid: str
+) -> tuple[str, str, list[dict[str, Any]]]:
+    """A restaurant at Union Square delivering within 2.5 km, one off the map, and both as
+    the zones' builder reads them."""
+    near = await add_restaurant(conns, catalog, UNION_SQUARE, 2500, uid)
+    far = await add_restaurant(conns, catalog, OFF_MAP, 3000, uid)
+    return near, far, await load_restaurants(conns, catalog, "sf", [near, far])
+
+
 @pytest.fixture(scope="module")
 async def roads(settings: Settings, catalog: Catalog) -> AsyncIterator[RoadService]:
     store = GraphStore(settings.require_falkordb_url(), 60)
@@ -80,9 +91,7 @@ async def test_a_restaurant_delivers_where_the_road_reaches_within_its_radius_in
     uid: str,
 ) -> None:
     db, name = zones
-    near = await add_restaurant(conns, catalog, UNION_SQUARE, 2500, uid)
-    far = await add_restaurant(conns, catalog, OFF_MAP, 3000, uid)
-    restaurants = await load_restaurants(conns, catalog, "sf", [near, far])
+    near, far, restaurants = await near_and_far(conns, catalog, uid)
     assert [r["restaurant_id"] for r in restaurants] == sorted([near, far])
     summary = await rebuild_zones(roads, db, "sf", restaurants, graph=name)
     assert summary.off_map == [far] and summary.cells > 20
@@ -132,9 +141,7 @@ async def test_placement_trusts_a_zone_only_when_built_on_the_road_map_of_now(
 ) -> None:
     db, name = zones
     assert await zone_verdict(db, "sf", "rest_sf_unknown0000", *CHINATOWN, graph=name) is None
-    near = await add_restaurant(conns, catalog, UNION_SQUARE, 2500, uid)
-    far = await add_restaurant(conns, catalog, OFF_MAP, 3000, uid)
-    restaurants = await load_restaurants(conns, catalog, "sf", [near, far])
+    near, far, restaurants = await near_and_far(conns, catalog, uid)
     await rebuild_zones(roads, db, "sf", restaurants, graph=name)
     inside = await zone_verdict(db, "sf", near, *CHINATOWN, graph=name)
     assert inside is not None and inside.can_deliver
