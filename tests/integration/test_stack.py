@@ -4,9 +4,13 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ontheway.bench.common import free_port
 from ontheway.stack.process import pid_alive, read_pid
@@ -76,3 +80,36 @@ def test_stack_starts_recovers_from_crashes_and_half_starts_and_stops_what_it_st
     assert stopped.stdout.count("stopped") == 2
     assert all(pid and not pid_alive(pid) for pid in pids)
     assert stack(stack_env, "status").returncode == 1
+
+
+def redis_stack(root: Path, port: int, verb: str) -> None:
+    """``RedisStack.up``/``down`` in a process of its own, as the CLI runs them (the server
+    outlives the process that started it)."""
+    code = (
+        "from pathlib import Path; from ontheway.stack.redis import RedisStack; "
+        f"RedisStack(Path({str(root)!r}), {port}).{verb}()"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_redis_up_returns_once_its_data_is_loaded(tmp_path: Path) -> None:
+    """While the server loads its append-only file it answers ``LOADING``; ``up`` waits for
+    the end of it, so that the first client after it is served."""
+    root, port = tmp_path / "redis", free_port()
+    redis_stack(root, port, "up")
+    try:
+        client = redis.Redis(port=port)
+        fill = "for i = 1, tonumber(ARGV[1]) do redis.call('SADD', KEYS[1], i) end"
+        client.eval(fill, 1, "many", 1_000_000)
+        client.bgrewriteaof()  # into the snapshot that the next start loads
+        while client.info("persistence")["aof_rewrite_in_progress"]:
+            time.sleep(0.05)
+        client.close()
+        redis_stack(root, port, "down")
+        redis_stack(root, port, "up")
+        client = redis.Redis(port=port, retry=Retry(NoBackoff(), 0))  # no retry on LOADING
+        assert client.ping()  # not BusyLoadingError
+        assert client.scard("many") == 1_000_000
+        client.close()
+    finally:
+        redis_stack(root, port, "down")

