@@ -110,9 +110,11 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
         log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def server(settings: Settings) -> Iterator[Server]:
-    """The API, serving the local stack."""
+    """The API, serving the local stack; stopped once the end-to-end tests are done, so
+    that its dispatcher, sweepers and monitors do not act on the orders and drivers of the
+    tests that follow (they expect no process of the stack but their own)."""
     base, proc = start_server()
     yield Server(base, proc, settings)
     stop_server(proc)

@@ -23,6 +23,7 @@ from ontheway.fleet.store import FleetStore
 from ontheway.orders.lifecycle import EventType
 from ontheway.orders.queries import OrderQueries
 from ontheway.orders.service import OrderService
+from ontheway.regions import LatLng
 from tests.helpers import order_for
 from tests.integration.test_dispatch_dispatcher import (  # noqa: F401 (fixtures)
     fleet,
@@ -132,7 +133,15 @@ async def test_an_accept_that_died_before_committing_is_expired_by_the_sweeper(
     assert oid not in await fleet.active_orders("sf", best)
     assert not await offering.offers.book.pending("sf", oid)
     assert best in await offering.offers.book.refused("sf", oid)
-    assert (await offering.dispatch(oid)).driver_id == offered.next_
+    outcome = await offering.dispatch(oid)
+    assert outcome.driver_id == offered.next_, await ranking(offering, oid)
+
+
+async def ranking(dispatcher: Dispatcher, oid: str) -> list[Scored]:
+    """For a failure's message: the candidates for the order as they rank now."""
+    order = await dispatcher.queries.get(oid)
+    at = LatLng(lat=order["restaurant_lat"], lng=order["restaurant_lng"])
+    return await dispatcher._ranked("sf", at)
 
 
 async def test_an_accept_that_died_after_committing_keeps_its_driver(
