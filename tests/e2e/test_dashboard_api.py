@@ -33,7 +33,7 @@ SF_DOWNTOWN = Path(__file__).parents[1] / "data" / "osm" / "san-francisco-downto
 UNION_SQUARE = (37.7880, -122.4075)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def sf_map(server: Server, conns: Connections) -> Server:
     """The server, with a road map of sf: the one the other tests use when there is one,
     else downtown San Francisco imported by the CLI (never replacing a graph in use)."""

@@ -23,7 +23,7 @@ CHINATOWN = "37.7941,-122.4078"
 FERRY_BUILDING = "37.7955,-122.3937"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def sf_roads(server: Server) -> Server:
     """The server, with downtown San Francisco imported (by the CLI) as the map of sf."""
     result = subprocess.run(

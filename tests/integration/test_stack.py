@@ -1,5 +1,6 @@
 """The local stack's lifecycle on its own state directory and ports (not the suite's stack)."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -98,18 +99,26 @@ def test_redis_up_returns_once_its_data_is_loaded(tmp_path: Path) -> None:
     root, port = tmp_path / "redis", free_port()
     redis_stack(root, port, "up")
     try:
-        client = redis.Redis(port=port)
-        fill = "for i = 1, tonumber(ARGV[1]) do redis.call('SADD', KEYS[1], i) end"
-        client.eval(fill, 1, "many", 1_000_000)
-        client.bgrewriteaof()  # into the snapshot that the next start loads
-        while client.info("persistence")["aof_rewrite_in_progress"]:
+        client = redis.Redis(port=port, socket_timeout=120)
+        fill = """
+        for i = 0, tonumber(ARGV[1]) - 1, 3000 do
+          local chunk = {}
+          for j = 1, 3000 do chunk[j] = i + j end
+          redis.call('SADD', KEYS[1], unpack(chunk))
+        end"""
+        client.eval(fill, 1, "many", 1_200_000)
+        with contextlib.suppress(redis.ResponseError):  # one may have started on its own
+            client.bgrewriteaof()  # into a snapshot, which the next start loads
+        persistence = client.info("persistence")
+        while persistence["aof_rewrite_in_progress"] or persistence["aof_rewrite_scheduled"]:
             time.sleep(0.05)
+            persistence = client.info("persistence")
         client.close()
         redis_stack(root, port, "down")
         redis_stack(root, port, "up")
         client = redis.Redis(port=port, retry=Retry(NoBackoff(), 0))  # no retry on LOADING
         assert client.ping()  # not BusyLoadingError
-        assert client.scard("many") == 1_000_000
+        assert client.scard("many") == 1_200_000
         client.close()
     finally:
         redis_stack(root, port, "down")
