@@ -168,15 +168,18 @@ def bench_roads(
 
 @bench_app.command("orders")
 def bench_orders(
-    region: Annotated[str, typer.Option(help="region whose shard takes the load")] = "sf",
     clients: Annotated[int, typer.Option(min=1, max=256, help="concurrent clients")] = 16,
     seconds: Annotated[float, typer.Option(min=1, help="duration of each run")] = 10,
+    map_file: Annotated[Path, typer.Option("--map", help="OSM extract (.osm/.osm.bz2)")] = Path(
+        "tests/data/osm/san-francisco-downtown-drive.osm.bz2"
+    ),
 ) -> None:
-    """Orders/s and latency, service layer and HTTP, beside pgbench on the same cluster."""
+    """Orders/s and latency, service layer and HTTP, beside pgbench on the same cluster (in a
+    shard and region of the benchmark's own, removed afterwards)."""
     from ontheway.bench.orders import run
 
     asyncio.run(
-        run(load_settings(), region=region, clients=clients, seconds=seconds, console=console)
+        run(load_settings(), map_file=map_file, clients=clients, seconds=seconds, console=console)
     )
 
 

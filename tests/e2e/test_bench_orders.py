@@ -1,20 +1,39 @@
 """``ontheway bench orders`` with small numbers: orders placed through the service and the
-HTTP API, then assigned and cancelled, beside pgbench, with nothing failed."""
+HTTP API, then assigned and cancelled, beside pgbench, with nothing failed, in a shard and
+region of its own that are gone afterwards (no order left in a served region)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import psycopg
 from rich.console import Console
 
 from ontheway.bench.common import LoadResult
 from ontheway.bench.orders import run
 from ontheway.settings import Settings
 
+SF_MAP = Path(__file__).parents[1] / "data" / "osm" / "san-francisco-downtown-drive.osm.bz2"
+
+
+def bench_leftovers(settings: Settings) -> tuple[int, int]:
+    """Orders of the benchmark's customers on the shared shard, and benchmark databases."""
+    dsn = settings.dsn_for("americas")
+    admin = psycopg.conninfo.make_conninfo(dsn, user="postgres", dbname="postgres")
+    with psycopg.connect(dsn) as conn, psycopg.connect(admin) as server:
+        orders = conn.execute("SELECT count(*) FROM orders WHERE customer_id LIKE 'user_bench_%'")
+        databases = server.execute(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'ontheway_benchd_%'"
+        )
+        return orders.fetchone()[0], databases.fetchone()[0]  # type: ignore[index]
+
 
 async def test_bench_orders_places_then_assigns_and_cancels_every_order(
     settings: Settings,
 ) -> None:
+    before = bench_leftovers(settings)
     console = Console(record=True, width=200)
-    results = await run(settings, region="sf", clients=2, seconds=1, console=console)
+    results = await run(settings, map_file=SF_MAP, clients=2, seconds=1, console=console)
     placed, assign, cancel = results["service"], results["assign"], results["cancel"]
     assert isinstance(placed, LoadResult) and isinstance(assign, LoadResult)
     assert isinstance(cancel, LoadResult)
@@ -26,3 +45,4 @@ async def test_bench_orders_places_then_assigns_and_cancels_every_order(
     pgbench = results["pgbench_tps"]
     assert isinstance(pgbench, float) and pgbench > 0
     assert "status change: cancel" in console.export_text()
+    assert bench_leftovers(settings) == before

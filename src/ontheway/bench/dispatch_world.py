@@ -1,6 +1,8 @@
-"""The world of ``bench dispatch``, kept apart from everything else and removed afterwards: a
-shard database of its own on the local cluster, a region of its own (an OpenStreetMap extract
-moved into open sea), its restaurants, customers and available drivers, and its stream."""
+"""The world of a benchmark (``bench dispatch``, ``bench orders``), kept apart from everything
+else and removed afterwards: a shard database of its own on the local cluster, a region of its
+own (an OpenStreetMap extract moved into open sea), its restaurants, customers and available
+drivers, and its stream. Nothing a benchmark writes is left for the servers of the stack to
+find (orders searching for a driver, events for the relay)."""
 
 from __future__ import annotations
 
@@ -105,6 +107,7 @@ class BenchWorld:
         self.dsn = psycopg.conninfo.make_conninfo(template, dbname=f"ontheway_{self.region}")
         self.admin = psycopg.conninfo.make_conninfo(template, user="postgres", dbname="postgres")
         self.conns: Connections | None = None
+        self.driver_ids: list[str] = []
         self.restaurants: list[dict[str, Any]] = []
         self.customers: list[str] = []
         self.bbox = (0.0, 0.0, 0.0, 0.0)  # the road map's
@@ -139,8 +142,12 @@ class BenchWorld:
             min(max_lng, max(min_lng, lng + rng.uniform(-0.0055, 0.0055))),
         )
 
-    async def build(self, *, heartbeat_ttl_s: int) -> None:
-        """Create the shard, the region and its map, restaurants, customers and drivers."""
+    async def build(
+        self, *, heartbeat_ttl_s: int, commit_stamps: bool = True, pool_max: int = 20
+    ) -> None:
+        """Create the shard, the region and its map, restaurants, customers and drivers;
+        ``commit_stamps``: stamp placements and assignments with their commit time (a
+        trigger, which costs each transaction a row)."""
         await self._create_database()
         self.bbox = shifted_map(self.map_file, self.folder / "map.osm")
         self.region_box = self._spread_box()
@@ -154,10 +161,11 @@ class BenchWorld:
             }
         )
         await migrate_shards(self.settings, [self.shard])
-        self.conns = await Connections.open(self.settings, shards=[self.shard], pool_max=20)
-        async with self.conns.shard_connection(self.shard) as conn:
-            await conn.execute(COMMIT_STAMPS)
-            await conn.commit()
+        self.conns = await Connections.open(self.settings, shards=[self.shard], pool_max=pool_max)
+        if commit_stamps:
+            async with self.conns.shard_connection(self.shard) as conn:
+                await conn.execute(COMMIT_STAMPS)
+                await conn.commit()
         graphs = self.conns.graphs
         assert graphs is not None  # Connections.open always makes one
         await import_osm(await graphs.db(), self.region, self.folder / "map.osm")
@@ -238,7 +246,7 @@ class BenchWorld:
         """Drivers in PostgreSQL (COPY) and in the fleet, each beside a random road node (or
         anywhere in the spread square)."""
         assert self.conns is not None
-        ids = [f"drv_{self.region}_{i:07d}" for i in range(self.drivers)]
+        ids = self.driver_ids = [f"drv_{self.region}_{i:07d}" for i in range(self.drivers)]
         async with self.conns.shard_connection(self.shard) as conn:
             async with conn.cursor().copy(
                 "COPY drivers (driver_id, name, vehicle_type, rating, acceptance_rate, region,"

@@ -1,14 +1,20 @@
 """``ontheway bench orders``: orders placed per second through the service layer and through
-the HTTP API, beside pgbench's TPC-B-like script on the same cluster in the same run."""
+the HTTP API, beside pgbench's TPC-B-like script on the same cluster in the same run.
+
+The orders go to a world of the benchmark's own (``BenchWorld``: its shard database, its
+region on a road map moved into open sea, its restaurants and drivers), removed afterwards:
+thousands of orders left searching for a driver in a served region would be dispatched by the
+next server started on the stack."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import re
 import subprocess
 from functools import partial
-from typing import Any
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -18,13 +24,10 @@ from rich.table import Table
 
 from ontheway.auth import Role, issue_token
 from ontheway.bench.common import LoadResult, closed_loop, each, free_port
-from ontheway.connections import Connections
+from ontheway.bench.dispatch_world import BenchWorld
 from ontheway.orders.lifecycle import EventType
 from ontheway.orders.models import PlaceOrder
-from ontheway.orders.seed import seed_region
 from ontheway.orders.service import OrderService
-from ontheway.orders.store import ShardAccess
-from ontheway.regions import load_catalog
 from ontheway.settings import Settings
 from ontheway.smoke import api_process
 from ontheway.stack.postgres import find_bindir
@@ -32,11 +35,12 @@ from ontheway.stack.postgres import find_bindir
 BENCH_DB = "ontheway_pgbench"
 
 
-def _bodies(seeded: dict[str, Any], rng: random.Random, n: int) -> list[PlaceOrder]:
+def _bodies(world: BenchWorld, rng: random.Random, n: int) -> list[PlaceOrder]:
     bodies = []
     for _ in range(n):
-        rest = rng.choice(seeded["restaurants"])
+        rest = rng.choice(world.restaurants)
         items = rng.sample(rest["items"], k=rng.randint(1, 3))
+        lat, lng = world.near(rest["lat"], rest["lng"], rng)
         bodies.append(
             PlaceOrder.model_validate(
                 {
@@ -44,22 +48,12 @@ def _bodies(seeded: dict[str, Any], rng: random.Random, n: int) -> list[PlaceOrd
                     "items": [
                         {"item_id": i["item_id"], "quantity": rng.randint(1, 2)} for i in items
                     ],
-                    "delivery_location": {
-                        "lat": rest["lat"] + rng.uniform(-0.01, 0.01),
-                        "lng": rest["lng"] + rng.uniform(-0.01, 0.01),
-                    },
+                    "delivery_location": {"lat": lat, "lng": lng},
                     "tip": f"{rng.randint(0, 800) / 100:.2f}",
                 }
             )
         )
     return bodies
-
-
-async def _restock(shards: ShardAccess, region: str) -> None:
-    async with shards.connection(region) as conn:
-        await conn.execute(
-            "UPDATE inventory SET quantity = 1000000 WHERE item_id LIKE %s", (f"item_{region}_%",)
-        )
 
 
 def _pgbench(settings: Settings, shard_dsn: str, clients: int, seconds: int) -> float:
@@ -96,24 +90,16 @@ def _pgbench(settings: Settings, shard_dsn: str, clients: int, seconds: int) -> 
 
 
 async def run(
-    settings: Settings, *, region: str, clients: int, seconds: float, console: Console
+    settings: Settings, *, map_file: Path, clients: int, seconds: float, console: Console
 ) -> dict[str, LoadResult | float]:
     """Run the three measurements and print them side by side."""
-    catalog = load_catalog(settings.region_catalog)
-    shard = catalog.shard_for(region)
-    conns = await Connections.open(settings, shards=[shard], pool_max=clients)
+    world = BenchWorld(settings, map_file, drivers=100, restaurants=200)
     results: dict[str, LoadResult | float] = {}
     try:
-        shards = ShardAccess(conns, catalog)
-        seeded = (
-            await seed_region(
-                shards, catalog.get(region), restaurants=200, customers=0, drivers=100, seed=4242
-            )
-        ).to_json()
-        await _restock(shards, region)
-        rng = random.Random(7)
-        bodies = _bodies(seeded, rng, 5000)
-        service = OrderService(shards)
+        with console.status("building the benchmark's shard, region, road map and restaurants"):
+            await world.build(heartbeat_ttl_s=3600, commit_stamps=False, pool_max=max(20, clients))
+        bodies = _bodies(world, random.Random(7), 5000)
+        service = OrderService(world.shards())
         await closed_loop(
             lambda n: service.place(f"user_bench_{n % 997}", bodies[n % 5000]), clients, 1.0
         )  # warm-up: pools filled, plans cached
@@ -126,7 +112,7 @@ async def run(
         with console.status("service layer"):
             results["service"] = await closed_loop(place, clients, seconds)
         with console.status("status changes: assign, then cancel, the orders just placed"):
-            drivers = [d["driver_id"] for d in seeded["drivers"]]
+            drivers = world.driver_ids
             changed = placed[:2000]
             results["assign"] = await each(
                 [
@@ -148,28 +134,27 @@ async def run(
                 ],
                 clients,
             )
-        results["http"] = await _http(settings, bodies, clients, seconds, console)
-        await _restock(shards, region)
+        results["http"] = await _http(world, bodies, clients, seconds, console)
+        with console.status("pgbench"):
+            results["pgbench_tps"] = await asyncio.to_thread(
+                _pgbench, settings, world.dsn, clients, int(seconds)
+            )
     finally:
-        await conns.close()
-    with console.status("pgbench"):
-        results["pgbench_tps"] = await asyncio.to_thread(
-            _pgbench, settings, settings.dsn_for(shard), clients, int(seconds)
-        )
+        await world.remove()
     _print(results, clients, seconds, console)
     return results
 
 
 async def _http(
-    settings: Settings, bodies: list[PlaceOrder], clients: int, seconds: float, console: Console
+    world: BenchWorld, bodies: list[PlaceOrder], clients: int, seconds: float, console: Console
 ) -> LoadResult:
     """The same orders through ``POST /api/orders`` of a server in its own process."""
-    key = settings.jwt_key()
+    key = world.settings.jwt_key()
     tokens = [issue_token(key, Role.CUSTOMER, f"user_bench_{i}") for i in range(clients)]
     payloads = [b.model_dump(mode="json") for b in bodies]
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with (
-        api_process(free_port(), quiet=True) as (base, _),
+        api_process(free_port(), quiet=True, env={**os.environ, **world.child_env()}) as (base, _),
         httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client,
     ):
 
