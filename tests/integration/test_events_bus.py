@@ -70,6 +70,8 @@ async def bus(request: pytest.FixtureRequest, conns: Connections) -> AsyncIterat
         )
     yield made
     await made.close()
+    if isinstance(made, RedisStreamsBus):  # a long-lived stack keeps no test's streams
+        await conns.require_redis().delete(made.stream, made.dead_stream)
 
 
 def events(order_id: str, n: int) -> list[Event]:
