@@ -246,10 +246,9 @@ async def zone_verdict(
         db,
         [
             (graph_name(region), READ_VERSION, {}),
-            (graph or zones_graph(region), _VERDICT,
-             {"id": restaurant_id, "cell": cell_of(lat, lng)}),
+            _verdict_query(graph or zones_graph(region), restaurant_id, lat, lng),
         ],
-    )  # fmt: skip
+    )
     if not roads or not zones:
         return None
     on_map, travel_s, road_m, built_on = zones[0]
@@ -258,18 +257,20 @@ async def zone_verdict(
     return _delivery(travel_s, road_m)
 
 
+def _verdict_query(
+    name: str, restaurant_id: str, lat: float, lng: float
+) -> tuple[str, str, dict[str, Any]]:
+    """The zones graph's query for the restaurant and the point's cell (``read_rows_together``)."""
+    return name, _VERDICT, {"id": restaurant_id, "cell": cell_of(lat, lng)}
+
+
 async def _zone_row(
     db: FalkorDB, name: str, restaurant_id: str, lat: float, lng: float
 ) -> list[Any] | None:
     """[on_map, travel_time_s, distance_m, import_id] for the point's cell, or None when the
-    graph does not exist or does not know the restaurant."""
-    if not await graph_exists(db, name):
-        return None
-    with graph_errors():
-        reply = await db.select_graph(name).ro_query(
-            _VERDICT, {"id": restaurant_id, "cell": cell_of(lat, lng)}
-        )
-    return list(reply.result_set[0]) if reply.result_set else None
+    graph does not exist or does not know the restaurant (one round trip)."""
+    (rows,) = await read_rows_together(db, [_verdict_query(name, restaurant_id, lat, lng)])
+    return rows[0] if rows else None
 
 
 def _delivery(travel_s: Any, road_m: Any) -> Delivery:
