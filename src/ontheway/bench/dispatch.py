@@ -44,7 +44,7 @@ from typing import Any
 from rich.console import Console
 
 from ontheway.bench.common import percentile
-from ontheway.bench.dispatch_world import BenchWorld
+from ontheway.bench.world import BenchWorld
 from ontheway.connections import Connections
 from ontheway.events.factory import open_bus
 from ontheway.events.relay import run_relay

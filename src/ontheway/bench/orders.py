@@ -24,7 +24,7 @@ from rich.table import Table
 
 from ontheway.auth import Role, issue_token
 from ontheway.bench.common import LoadResult, closed_loop, each, free_port
-from ontheway.bench.dispatch_world import BenchWorld
+from ontheway.bench.world import BenchWorld
 from ontheway.orders.lifecycle import EventType
 from ontheway.orders.models import PlaceOrder
 from ontheway.orders.service import OrderService
