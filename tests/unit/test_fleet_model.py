@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -5,7 +6,12 @@ import pytest
 from ontheway.errors import Forbidden, InvalidInput
 from ontheway.fleet.keys import active_orders, assignment_lock, locations, profile, status
 from ontheway.fleet.locate import RegionLocator
-from ontheway.fleet.model import check_reporter, check_timestamp, parse_location
+from ontheway.fleet.model import (
+    check_reporter,
+    check_timestamp,
+    parse_location,
+    read_location_message,
+)
 from ontheway.fleet.ratelimit import RateLimiter
 from ontheway.fleet.search import first_count, plan_rings
 from ontheway.regions import OutsideAllRegions, load_catalog
@@ -43,6 +49,62 @@ def test_a_bad_field_is_refused_and_named(field: str, value: object) -> None:
 def test_a_fix_that_is_not_an_object_is_refused() -> None:
     with pytest.raises(InvalidInput, match="JSON object"):
         parse_location([37.7, -122.4])
+
+
+SOCKET_MESSAGES = [
+    json.dumps(GOOD),
+    json.dumps({**GOOD, "seq": 7}),
+    json.dumps({**GOOD, "lat": 37, "heading": 90}),  # an integer, an unknown field
+    json.dumps({"updates": [GOOD, {**GOOD, "driver_id": "drv_002"}]}),
+    json.dumps({"updates": [GOOD], "seq": "a"}),
+    json.dumps({"updates": []}),
+    json.dumps({**GOOD, "lat": "37.7"}),
+    json.dumps({**GOOD, "lat": True}),
+    json.dumps({**GOOD, "driver_id": 1}),
+    json.dumps({"updates": [GOOD, {**GOOD, "lng": 200}]}),
+    json.dumps({"updates": GOOD}),
+    json.dumps({"type": "accept", "order_id": "ord_1"}),
+    json.dumps({**GOOD, "type": "decline", "order_id": "ord_1"}),
+    json.dumps({**GOOD, "updates": [GOOD]}),
+    json.dumps([GOOD]),
+    '{"driver_id": "drv_001", "lat": NaN, "lng": -122.4, "timestamp": 1800000000}',
+    '{"driver_id": "drv_001", "driver_id": "drv {sf}", "lat": 37.7, "lng": -122.4, "timestamp": 1}',
+    '{"driver_id": "drv_001", "lat": 1e400, "lng": -122.4, "timestamp": 1800000000}',
+    "{not json",
+]
+
+
+@pytest.mark.parametrize("text", SOCKET_MESSAGES)
+def test_the_sockets_fast_path_takes_exactly_the_messages_the_slow_path_accepts(
+    text: str,
+) -> None:
+    """The fast path (pydantic reading the text) must agree with the slow one (json.loads,
+    then each entry validated), or a message would be treated differently for its speed."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    slow: tuple[list[tuple[str, float, float, float]], bool, object] | None = None
+    if isinstance(data, dict) and data.get("type") is None:
+        batch = "updates" in data
+        entries = data["updates"] if batch else [data]
+        try:
+            fixes = [parse_location(e) for e in entries] if isinstance(entries, list) else None
+        except InvalidInput:
+            fixes = None
+        if fixes is not None:
+            rows = [(f.driver_id, f.lat, f.lng, f.timestamp) for f in fixes]
+            slow = (rows, batch, data.get("seq"))
+    fast = read_location_message(text)
+    if slow is None:
+        assert fast is None
+    else:
+        assert fast is not None
+        assert (
+            [(f.driver_id, f.lat, f.lng, f.timestamp) for f in fast.fixes],
+            fast.batch,
+            fast.seq,
+        ) == slow
 
 
 def test_timestamps_far_in_the_future_or_long_past_are_refused() -> None:

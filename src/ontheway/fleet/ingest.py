@@ -41,7 +41,7 @@ from ontheway.regions import Catalog
 from ontheway.settings import Settings
 
 AppliedListener = Callable[[Sequence[Fix]], None]
-OnError = Callable[[OnTheWayError], None]
+OnError = Callable[[OnTheWayError, Fix], None]  # called with the fix that failed
 Sink = asyncio.Future[Outcome] | OnError
 MAX_IN_FLIGHT = 4  # concurrent Lua calls: Redis stays busy while Python builds the next batch
 MAX_BACKLOG = 20_000  # fixes admitted but not yet written
@@ -189,8 +189,8 @@ class Ingestor:
         except OnTheWayError as exc:
             self.stats.failed += len(batch)
             self._settled(len(batch))
-            for _, sink in batch:
-                _fail(sink, exc)
+            for fix, sink in batch:
+                _fail(sink, exc, fix)
             return
         self.stats.flushes += 1
         applied: list[Fix] = []
@@ -222,7 +222,7 @@ class Ingestor:
             self.stats.moved += 1
             (outcome,) = await self.store.apply_fixes(fix.region, [fix])
         except OnTheWayError as exc:
-            _fail(sink, exc)
+            _fail(sink, exc, fix)
             return
         finally:
             self._settled(1)
@@ -239,9 +239,9 @@ class Ingestor:
             listener(fixes)  # listeners only buffer (history, slow path): they do not fail
 
 
-def _fail(sink: Sink | None, exc: OnTheWayError) -> None:
+def _fail(sink: Sink | None, exc: OnTheWayError, fix: Fix) -> None:
     if isinstance(sink, asyncio.Future):
         if not sink.done():
             sink.set_exception(exc)
     elif sink is not None:
-        sink(exc)
+        sink(exc, fix)

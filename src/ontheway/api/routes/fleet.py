@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, WebSocket
@@ -29,6 +28,7 @@ from ontheway.fleet.model import (
     LocationIn,
     Outcome,
     VehicleType,
+    read_location_message,
 )
 from ontheway.fleet.service import Fleet
 
@@ -167,6 +167,7 @@ class DriverSocket:
         self.offers = offers
         self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._acks: set[asyncio.Task[None]] = set()
+        self._alone_failed = self._fix_failed  # one bound method, not one per message
 
     async def forward(self, inbox: asyncio.Queue[dict[str, Any]]) -> None:
         """Pass the driver's inbox messages on to the socket."""
@@ -196,6 +197,10 @@ class DriverSocket:
 
     def handle(self, text: str) -> None:
         """Admit and queue the fixes of one message; report what is wrong with it."""
+        fast = read_location_message(text)
+        if fast is not None:
+            self._admit(fast.fixes, fast.batch, fast.seq)
+            return
         try:
             data = json.loads(text)
         except ValueError as exc:
@@ -206,10 +211,12 @@ class DriverSocket:
             return
         batch = isinstance(data, dict) and "updates" in data
         entries = data["updates"] if batch else [data]
-        seq = data.get("seq") if isinstance(data, dict) else None
         if not isinstance(entries, list):
             self.error(InvalidInput("updates must be a list of locations", field="updates"))
             return
+        self._admit(entries, batch, data.get("seq") if isinstance(data, dict) else None)
+
+    def _admit(self, entries: Sequence[object], batch: bool, seq: object) -> None:
         now = time.time()
         rejected: list[tuple[int, OnTheWayError]] = []
         admitted: list[tuple[int, Fix]] = []
@@ -224,9 +231,19 @@ class DriverSocket:
             return
         for index, problem in rejected:
             self.error(problem, index=index if batch else None)
-        for index, fix in admitted:
-            on_error = functools.partial(self.error, index=index) if batch else self.error
-            self.ingestor.submit_nowait(fix, on_error)
+        if not batch:
+            for _, fix in admitted:
+                self.ingestor.submit_nowait(fix, self._alone_failed)
+            return
+
+        def failed(exc: OnTheWayError, fix: Fix) -> None:  # rare: its index is looked up then
+            self.error(exc, index=next(i for i, f in admitted if f is fix))
+
+        for _, fix in admitted:
+            self.ingestor.submit_nowait(fix, failed)
+
+    def _fix_failed(self, exc: OnTheWayError, fix: Fix) -> None:
+        self.error(exc)
 
     async def _ack(
         self,
