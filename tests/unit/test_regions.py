@@ -246,3 +246,9 @@ def test_an_override_that_is_not_a_regions_object_is_refused(tmp_path: Path) -> 
     with pytest.raises(CatalogError, match="must be a JSON object") as info:
         load_catalog(override)
     assert str(override) in info.value.message
+
+
+def test_a_box_knows_its_area_in_square_metres() -> None:
+    # 0.1 degree of latitude by 0.1 of longitude at 37.75 N: 11.13 km by 8.80 km.
+    box = BBox(min_lat=37.7, min_lng=-122.5, max_lat=37.8, max_lng=-122.4)
+    assert box.area_m2 == pytest.approx(11_132 * 8_800, rel=0.005)

@@ -7,6 +7,8 @@ slot (see keys.py). Replies are small integer codes that store.py turns into out
 
 from __future__ import annotations
 
+from ontheway.fleet.search import DENSE_MIN_RING_M, LAST_STEP
+
 # KEYS: locations, heartbeats, fixes counter. ARGV: prefix, ttl_s, then (id, lng, lat, ts)
 # per fix. Reply: one code per fix: 0 applied, 1 stale, 2 not registered in this region.
 INGEST = """
@@ -55,7 +57,8 @@ return out
 """
 
 # KEYS: locations. ARGV: prefix, lng, lat, limit, first count, vehicle types ('' = any,
-# else ',car,scooter,'), capacities ('bicycle=1,scooter=2,car=3'), then the ring radii (m).
+# else ',car,scooter,'), capacities ('bicycle=1,scooter=2,car=3'), the region's area (m2; 0:
+# unknown), then the planned ring radii (m).
 # Reply: [id, distance_m, lng, lat, vehicle_type, orders, rating, acceptance_rate] per driver,
 # nearest first.
 FIND_AVAILABLE = """
@@ -63,11 +66,25 @@ local prefix, lng, lat = ARGV[1], ARGV[2], ARGV[3]
 local limit, count, types = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local caps = {}
 for vt, n in string.gmatch(ARGV[7], '([%w_]+)=(%d+)') do caps[vt] = tonumber(n) end
+-- Where drivers stand denser than the planned rings assume, smaller rings first: from the one
+-- that holds about count drivers at the region's mean density, doubling (see search.py).
+local rings, area, first = {}, tonumber(ARGV[8]), tonumber(ARGV[9])
+if area > 0 then
+  local members = redis.call('ZCARD', KEYS[1])
+  if members > 0 then
+    local ring = math.max(@MIN_RING@, math.sqrt(count * area / (math.pi * members)))
+    while ring * @LAST_STEP@ < first do
+      rings[#rings + 1] = ring
+      ring = ring * 2
+    end
+  end
+end
+for ri = 9, #ARGV do rings[#rings + 1] = ARGV[ri] end
 local seen, found = {}, {}
-for ri = 8, #ARGV do
+for _, radius in ipairs(rings) do
   while true do
     local res = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', lng, lat,
-      'BYRADIUS', ARGV[ri], 'm', 'ASC', 'COUNT', count, 'WITHDIST', 'WITHCOORD')
+      'BYRADIUS', radius, 'm', 'ASC', 'COUNT', count, 'WITHDIST', 'WITHCOORD')
     for _, m in ipairs(res) do
       local id = m[1]
       if not seen[id] then
@@ -92,7 +109,7 @@ for ri = 8, #ARGV do
   end
 end
 return found
-"""
+""".replace("@MIN_RING@", repr(DENSE_MIN_RING_M)).replace("@LAST_STEP@", repr(LAST_STEP))
 
 # ARGV: prefix, id, order, then (vehicle_type, capacity) pairs.
 # Reply: {code, orders}: 0 added, 1 already held, 2 full, 3 unknown driver, 4 offline.

@@ -17,17 +17,18 @@ from ontheway.fleet.ingest import Ingestor
 from ontheway.fleet.monitor import OfflineMonitor, UnavailableRecorder
 from ontheway.fleet.store import FleetStore
 from ontheway.fleet.tracking import ChannelHub
-from ontheway.regions import Catalog
+from ontheway.regions import Catalog, load_catalog
 from ontheway.settings import Settings
 
 
 def open_store(redis: aioredis.Redis, settings: Settings) -> FleetStore:
-    """A fleet store configured from the settings."""
+    """A fleet store configured from the settings (and the regions' areas from the catalog)."""
     return FleetStore(
         redis,
         heartbeat_ttl_s=settings.fleet_heartbeat_ttl_s,
         max_active_orders=settings.fleet_max_active_orders,
         lock_ttl_s=settings.fleet_lock_ttl_s,
+        region_areas_m2={r.region: r.bbox.area_m2 for r in load_catalog(settings.region_catalog)},
     )
 
 

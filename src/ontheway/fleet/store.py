@@ -73,8 +73,10 @@ class FleetStore:
         heartbeat_ttl_s: int,
         max_active_orders: Mapping[str, int],
         lock_ttl_s: int = 30,
+        region_areas_m2: Mapping[str, float] | None = None,
     ) -> None:
         self.redis = redis
+        self._areas = dict(region_areas_m2 or {})  # for the search's first ring (search.py)
         self.heartbeat_ttl_s = heartbeat_ttl_s
         self.lock_ttl_s = lock_ttl_s
         self._caps = [str(x) for pair in sorted(max_active_orders.items()) for x in pair]
@@ -301,6 +303,7 @@ class FleetStore:
                     first_count(limit),
                     types,
                     self._caps_spec,
+                    self._areas.get(region, 0.0),
                     *plan_rings(radius_m),
                 ],
             )

@@ -97,6 +97,14 @@ class BBox(BaseModel):
         """Return whether the point lies inside the box or on its edge."""
         return self.min_lat <= lat <= self.max_lat and self.min_lng <= lng <= self.max_lng
 
+    @property
+    def area_m2(self) -> float:
+        """The box's area in square metres (flat: good to a few percent for a city)."""
+        metres_per_degree = 111_320.0
+        mid_lat = math.radians((self.min_lat + self.max_lat) / 2)
+        height = (self.max_lat - self.min_lat) * metres_per_degree
+        return height * (self.max_lng - self.min_lng) * metres_per_degree * math.cos(mid_lat)
+
     def overlaps(self, other: BBox) -> bool:
         """Return whether the two boxes share any point (touching edges count)."""
         return (
