@@ -72,7 +72,8 @@ class LocationIn(BaseModel):
 
 
 class _FixMessage(LocationIn):
-    """A socket message of one fix, as the fast path reads it (``type`` or ``updates``: not)."""
+    """A socket message of one fix, as the fast path reads it (one with ``type`` or ``updates``
+    is not)."""
 
     seq: Any = None
     type: None = None

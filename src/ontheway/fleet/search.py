@@ -8,12 +8,13 @@ rings are planned here and walked by one Lua script, in one round trip; drivers 
 judged in a smaller ring are not judged again, and the answer stays nearest first because a
 wider ring only adds drivers farther away.
 
-Where drivers stand much denser than that (200,000 on a 1 km2 map, as the dispatch benchmark
-puts them), even 50 m holds hundreds and a ring's scan of its geohash cells costs milliseconds.
-Given the region's area, the script starts smaller there: at the radius that holds about as
-many drivers as it first asks for at the region's mean density (``sqrt(count * area / (pi *
-members))``, from the GEO key's size), doubling up to the planned rings. The answer is the same
-(the rings only decide how much is scanned at once); sparser spots just widen sooner.
+Where drivers stand much denser than that (200,000 on the road nodes of a downtown map, as the
+dispatch benchmark puts them), even 50 m holds hundreds and a ring's scan of its geohash cells
+costs milliseconds. Given the region's area, the script starts smaller there: at the radius
+that holds about as many drivers as it first asks for at the region's mean density
+(``sqrt(count * area / (pi * members))``, from the GEO key's size), doubling up to the planned
+rings. The answer is the same (the rings only decide how much is scanned at once); sparser
+spots just widen sooner.
 """
 
 from __future__ import annotations
