@@ -140,6 +140,19 @@ def test_idle_buckets_are_forgotten() -> None:
     assert len(limiter) == 1
 
 
+def test_a_bucket_keeps_its_tokens_when_its_generation_turns_over() -> None:
+    limiter = RateLimiter(rate_per_s=1.0, burst=2)  # full again after 2 s
+    assert limiter.allow("b", NOW)
+    assert [limiter.allow("a", NOW + 1.9) for _ in range(3)] == [True, True, False]
+    # The generations turn over at NOW + 2.1: "a" has refilled 0.2 token since NOW + 1.9, not
+    # a whole bucket; "b" is kept too (used one refill time ago at most).
+    assert not limiter.allow("a", NOW + 2.1)
+    assert len(limiter) == 2
+    assert limiter.allow("a", NOW + 3.0)
+    assert limiter.allow("c", NOW + 10)  # two refill times later: everything else forgotten
+    assert len(limiter) == 1
+
+
 def test_search_rings_double_from_a_small_circle_up_to_the_radius() -> None:
     assert plan_rings(3218.688) == [50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3218.688]
     assert plan_rings(70.0) == [70.0]
