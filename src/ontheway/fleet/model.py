@@ -100,14 +100,14 @@ class LocationMessage:
     seq: Any
 
 
-def read_location_message(text: str | bytes) -> LocationMessage | None:
+def read_location_message(text: str) -> LocationMessage | None:
     """The fast path of the driver socket: parse and validate a message of fixes from its text
     in one pass (pydantic's JSON parser, no intermediate dicts). None for anything else (a bad
     entry, an answer to an offer, malformed JSON): the caller then takes the slow path, which
     names each problem. Both accept exactly the same valid messages (JSON parsing and strict
     numbers agree; tested)."""
     try:
-        if b"updates" in text if isinstance(text, bytes) else "updates" in text:
+        if "updates" in text:
             many = _FixesMessage.model_validate_json(text)
             return LocationMessage(many.updates, True, many.seq)
         one = _FixMessage.model_validate_json(text)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -28,8 +30,15 @@ def open_store(redis: aioredis.Redis, settings: Settings) -> FleetStore:
         heartbeat_ttl_s=settings.fleet_heartbeat_ttl_s,
         max_active_orders=settings.fleet_max_active_orders,
         lock_ttl_s=settings.fleet_lock_ttl_s,
-        region_areas_m2={r.region: r.bbox.area_m2 for r in load_catalog(settings.region_catalog)},
+        region_areas_m2=_region_areas(settings.region_catalog),
     )
+
+
+@functools.lru_cache(maxsize=8)
+def _region_areas(catalog_path: Path | None) -> dict[str, float]:
+    """Each region's area, read once per process and catalog file (some callers open a store
+    per event: they must not read and validate the catalog each time)."""
+    return {r.region: r.bbox.area_m2 for r in load_catalog(catalog_path)}
 
 
 @dataclass
