@@ -2,12 +2,21 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
 from ontheway.auth import Role, decode_token
+from ontheway.orders.store import ShardAccess
+from ontheway.schema.partitions import (
+    PARTITIONED_TABLES,
+    attached_months,
+    ensure_partitions,
+    month_start,
+    partition_name,
+)
 from ontheway.settings import Settings
 from tests.e2e.conftest import Server
 
@@ -120,6 +129,54 @@ def test_db_detach_refuses_a_malformed_month(settings: Settings) -> None:
     result = run_cli("db", "detach", "--before", "last-tuesday")
     assert result.returncode == 2
     assert "YYYY-MM" in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_db_detach_detaches_the_old_months_on_every_shard_and_keeps_their_tables(
+    settings: Settings,
+    shards: ShardAccess,
+) -> None:
+    # A month no other test uses, long before any order: only it is older than --before.
+    old = date(2018, 5, 1)
+    names = [partition_name(t, old) for t in PARTITIONED_TABLES]
+    regions = {shards.catalog.shard_for(r.region): r.region for r in shards.catalog}
+    try:
+        for region in regions.values():
+            async with shards.connection(region) as conn:
+                created = await ensure_partitions(
+                    conn, datetime(2018, 5, 15, tzinfo=UTC), months_ahead=0
+                )
+                assert sorted(created) == sorted(names), region
+        result = run_cli("db", "detach", "--before", "2018-06")
+        assert result.returncode == 0, result.stderr
+        for name in names:  # once per shard (a long line may wrap, but not inside a name)
+            assert result.stdout.count(name) == len(regions), result.stdout
+        this_month = month_start(datetime.now(UTC).date())
+        for region in regions.values():
+            async with shards.connection(region) as conn:
+                cur = await conn.execute(
+                    "SELECT count(*) AS n FROM pg_inherits WHERE inhrelid = ANY("
+                    "SELECT to_regclass(name) FROM unnest(%s::text[]) AS name)",
+                    (names,),
+                )
+                row = await cur.fetchone()
+                assert row is not None and row["n"] == 0, f"{region}: still attached"
+                for name in names:
+                    cur = await conn.execute("SELECT to_regclass(%s) AS t", (name,))
+                    row = await cur.fetchone()
+                    assert row is not None and row["t"] is not None, f"{region}: {name} gone"
+                assert this_month in await attached_months(conn), f"{region}: month detached"
+    finally:
+        for region in regions.values():
+            async with shards.connection(region) as conn:
+                for table, name in zip(PARTITIONED_TABLES, names, strict=True):
+                    # Still attached only when the command failed: detach before dropping,
+                    # since an attached month's order table has foreign keys pointing at it.
+                    cur = await conn.execute(
+                        "SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(%s)", (name,)
+                    )
+                    if await cur.fetchone() is not None:
+                        await conn.execute(f"ALTER TABLE {table} DETACH PARTITION {name}")
+                    await conn.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 def test_seed_writes_the_ids_it_created(settings: Settings, tmp_path: Path) -> None:

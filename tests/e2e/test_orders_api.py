@@ -1,5 +1,6 @@
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -150,6 +151,10 @@ BAD_BODIES = {
     "latitude out of range": (
         {"delivery_location": {"lat": 91, "lng": 0}},
         "delivery_location.lat",
+    ),
+    "longitude out of range": (
+        {"delivery_location": {"lat": 37.7, "lng": 181}},
+        "delivery_location.lng",
     ),
     "longitude a string": (
         {"delivery_location": {"lat": 37.7, "lng": "west"}},
@@ -303,3 +308,110 @@ def test_a_customer_changes_its_order_before_pickup_and_nobody_else_can(
             "quantity": 2,
         }
     ]
+
+
+def assign_a_driver(
+    server: Server, sf: dict[str, Any], order_id: str, restaurant: dict[str, Any], but: set[str]
+) -> str:
+    """Assign the order (as ops) to the first seeded driver, not in ``but``, with room for it:
+    tests earlier in the session may have left some drivers at capacity."""
+    for driver in (d["driver_id"] for d in sf["drivers"] if d["driver_id"] not in but):
+        server.report_position(driver, restaurant["lat"], restaurant["lng"])
+        resp = httpx.post(
+            f"{server.base_url}/api/ops/orders/{order_id}/assign",
+            json={"driver_id": driver},
+            headers=server.auth(Role.OPS, "ops_1"),
+        )
+        if resp.status_code == 200:
+            assert resp.json()["assigned_driver_id"] == driver
+            return driver
+        assert resp.status_code == 409, resp.text
+    raise AssertionError("no seeded driver had room for one more order")
+
+
+def cancel(server: Server, order_id: str) -> None:
+    """Cancel as ops, which frees the driver's capacity for the tests that follow."""
+    resp = httpx.post(
+        f"{server.base_url}/api/orders/{order_id}/cancel", headers=server.auth(Role.OPS, "ops_1")
+    )
+    assert resp.status_code == 200, resp.text
+
+
+def test_the_assigned_driver_reads_its_order(
+    server: Server,
+    sf: dict[str, Any],
+    uid: str,
+) -> None:
+    restaurant = sf["restaurants"][4]
+    resp = place(server, f"user_{uid}", order_body(restaurant))
+    assert resp.status_code == 201, resp.text
+    oid = resp.json()["order_id"]
+    try:
+        driver = assign_a_driver(server, sf, oid, restaurant, but=set())
+        seen = httpx.get(
+            f"{server.base_url}/api/orders/{oid}", headers=server.auth(Role.DRIVER, driver)
+        )
+        assert seen.status_code == 200, seen.text
+        assert seen.json()["assigned_driver_id"] == driver
+    finally:
+        cancel(server, oid)
+
+
+def test_a_driver_lists_only_its_own_active_orders_and_a_customer_may_not(
+    server: Server,
+    sf: dict[str, Any],
+    uid: str,
+) -> None:
+    restaurant = sf["restaurants"][5]
+    oids = []
+    try:
+        for _ in range(2):
+            resp = place(server, f"user_{uid}", order_body(restaurant))
+            assert resp.status_code == 201, resp.text
+            oids.append(resp.json()["order_id"])
+        mine, theirs = oids
+        driver = assign_a_driver(server, sf, mine, restaurant, but=set())
+        assign_a_driver(server, sf, theirs, restaurant, but={driver})
+        url = f"{server.base_url}/api/driver/orders"
+        listed = httpx.get(url, params={"region": "sf"}, headers=server.auth(Role.DRIVER, driver))
+        assert listed.status_code == 200, listed.text
+        ids = {o["order_id"] for o in listed.json()}
+        assert mine in ids and theirs not in ids
+        assert all(o["assigned_driver_id"] == driver for o in listed.json())
+        customer = httpx.get(
+            url, params={"region": "sf"}, headers=server.auth(Role.CUSTOMER, f"user_{uid}")
+        )
+        assert customer.status_code == 403
+    finally:
+        for oid in oids:
+            cancel(server, oid)
+
+
+def test_the_order_summary_is_the_customers_own(
+    server: Server,
+    sf: dict[str, Any],
+    uid: str,
+) -> None:
+    customer = f"user_{uid}"
+    before = datetime.now(UTC).date().isoformat()
+    order = place(server, customer, order_body(sf["restaurants"][0])).json()
+    cancel(server, order["order_id"])
+    url = f"{server.base_url}/api/customers/{customer}/orders/summary"
+    resp = httpx.get(url, params={"days": 30}, headers=server.auth(Role.CUSTOMER, customer))
+    assert resp.status_code == 200, resp.text
+    [today] = resp.json()
+    assert {
+        "order_date",
+        "total_orders",
+        "delivered",
+        "cancelled",
+        "avg_order_value",
+        "avg_delivery_time_mins",
+    } <= set(today)
+    assert today["order_date"] in {before, datetime.now(UTC).date().isoformat()}
+    assert (today["total_orders"], today["delivered"], today["cancelled"]) == (1, 0, 1)
+    assert today["avg_order_value"] == order["total"]
+    assert today["avg_delivery_time_mins"] is None
+    other = server.auth(Role.CUSTOMER, f"user_other_{uid}")
+    assert httpx.get(url, params={"days": 30}, headers=other).status_code == 403
+    assert httpx.get(url, params={"days": 30}).status_code == 401

@@ -15,7 +15,14 @@ from ontheway.orders.queries import (
 )
 from ontheway.orders.service import OrderService
 from ontheway.orders.store import ShardAccess
-from ontheway.schema.partitions import detach_before, ensure_partitions, partition_name
+from ontheway.schema.partitions import (
+    PARTITIONED_TABLES,
+    add_months,
+    detach_before,
+    ensure_partitions,
+    month_start,
+    partition_name,
+)
 from tests.helpers import order_for
 
 
@@ -105,3 +112,50 @@ async def test_old_months_are_detached_for_archival_and_recent_ones_kept(
         cur = await conn.execute("SELECT to_regclass(%s) AS t", (partition_name("orders", now),))
         row = await cur.fetchone()
         assert row is not None and row["t"] is not None
+
+
+async def attached_to(conn: Any, table: str) -> set[str]:
+    """The names of the partitions attached to ``table``."""
+    cur = await conn.execute(
+        "SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = %s::regclass",
+        (table,),
+    )
+    return {row["name"] for row in await cur.fetchall()}
+
+
+async def test_this_and_next_months_partitions_exist_on_every_shard_and_are_made_once(
+    shards: ShardAccess,
+) -> None:
+    this_month = month_start(datetime.now(UTC).date())
+    one_region_per_shard = {shards.catalog.shard_for(r.region): r.region for r in shards.catalog}
+    for region in one_region_per_shard.values():
+        async with shards.connection(region) as conn:
+            for table in PARTITIONED_TABLES:
+                for month in (this_month, add_months(this_month, 1)):
+                    name = partition_name(table, month)
+                    cur = await conn.execute("SELECT to_regclass(%s) AS t", (name,))
+                    row = await cur.fetchone()
+                    assert row is not None and row["t"] is not None, f"{region}: no {name}"
+                    assert name in await attached_to(conn, table), f"{region}: {name} detached"
+    # December, so that "the next month" crosses into the next year.
+    december, january = date(2099, 12, 1), date(2100, 1, 1)
+    made = [partition_name(t, m) for m in (december, january) for t in PARTITIONED_TABLES]
+    async with shards.connection("sf") as conn:
+        try:
+            first = await ensure_partitions(conn, datetime(2099, 12, 31, 23, tzinfo=UTC))
+            assert sorted(first) == sorted(made)
+            assert await ensure_partitions(conn, datetime(2099, 12, 1, tzinfo=UTC)) == []
+            for table in PARTITIONED_TABLES:
+                assert {partition_name(table, m) for m in (december, january)} <= (
+                    await attached_to(conn, table)
+                )
+        finally:
+            # An attached month cannot be dropped while the others' foreign keys point at
+            # it: detach it first, referencing tables first.
+            for month in (december, january):
+                for table in PARTITIONED_TABLES:
+                    name = partition_name(table, month)
+                    if name in await attached_to(conn, table):
+                        await conn.execute(f"ALTER TABLE {table} DETACH PARTITION {name}")
+                    await conn.execute(f"DROP TABLE IF EXISTS {name}")
