@@ -1,9 +1,11 @@
+import json
 import time
 
 import httpx
 import pytest
 
 from ontheway.auth import Role, issue_token
+from ontheway.regions import Catalog
 from tests.e2e.conftest import Server, start_server, stop_server
 
 
@@ -127,6 +129,42 @@ def test_a_dependency_that_is_down_gives_503_quickly_not_a_hang(server: Server) 
         ops = httpx.get(f"{base}/api/ops/dependencies", headers=server.auth(Role.OPS, "o_1"))
         assert ops.status_code == 200
         assert {d["name"]: d["ok"] for d in ops.json()}["falkordb"] is False
+    finally:
+        stop_server(proc)
+
+
+def test_a_shard_that_is_down_gives_503_quickly_and_is_named(
+    server: Server, catalog: Catalog
+) -> None:
+    from ontheway.bench.common import free_port
+
+    dead = f"postgresql://ontheway@127.0.0.1:{free_port()}/ontheway_europe"
+    dsns = {**server.settings.shard_dsns, "europe": dead}
+    base, proc = start_server(
+        {"ONTHEWAY_SHARD_DSNS": json.dumps(dsns), "ONTHEWAY_DEPENDENCY_TIMEOUT_S": "1"},
+        expect_status=503,
+    )
+    try:
+        started = time.monotonic()
+        resp = httpx.get(f"{base}/health", timeout=10)
+        assert time.monotonic() - started < 5
+        assert resp.status_code == 503
+        body = resp.json()
+        assert error_of(resp)["code"] == "dependency_unavailable"
+        assert "postgres:europe" in str(error_of(resp)["message"])
+        assert body["dependencies"]["postgres:europe"]["ok"] is False
+        assert body["dependencies"]["postgres:americas"]["ok"] is True
+        # A call that reads the shard that is down: an order of a European region.
+        region = next(r.region for r in catalog if r.shard == "europe")
+        order_id = f"ord_{region}_0000000000000000aa"
+        started = time.monotonic()
+        order = httpx.get(
+            f"{base}/api/orders/{order_id}", headers=server.auth(Role.OPS, "o_1"), timeout=10
+        )
+        assert time.monotonic() - started < 5
+        assert order.status_code == 503, order.text
+        assert error_of(order)["code"] == "dependency_unavailable"
+        assert "europe" in str(error_of(order)["message"])
     finally:
         stop_server(proc)
 
