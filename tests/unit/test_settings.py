@@ -1,9 +1,12 @@
+import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from ontheway.errors import ConfigurationError
 from ontheway.settings import DEV_JWT_SECRET, Settings, load_settings
+from ontheway.stack import LocalStack
 
 
 @pytest.fixture(autouse=True)
@@ -66,3 +69,32 @@ def test_the_environment_overrides_the_stack_env_file(
     assert load_settings().shard_dsns == {"a": "postgresql://x"}
     monkeypatch.setenv("ONTHEWAY_REDIS_URL", "redis://from-env:2/0")
     assert load_settings().redis_url == "redis://from-env:2/0"
+
+
+def test_the_stack_env_file_reads_the_same_in_bash_and_in_the_settings(tmp_path: Path) -> None:
+    stack = LocalStack.from_settings(Settings(state_dir=tmp_path), ["americas", "europe"])
+    stack.write_env_file()
+    settings = load_settings()
+    assert set(settings.shard_dsns) == {"americas", "europe"}
+    sourced = subprocess.run(
+        ["bash", "-c", 'set -a; . "$1"; set +a; env -0', "bash", str(stack.env_file)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    shell = dict(v.split("=", 1) for v in sourced.stdout.split("\0") if v)
+    assert json.loads(shell["ONTHEWAY_SHARD_DSNS"]) == settings.shard_dsns
+    assert shell["ONTHEWAY_REDIS_URL"] == settings.redis_url
+    assert shell["ONTHEWAY_FALKORDB_URL"] == settings.falkordb_url
+    assert shell["ONTHEWAY_LOCAL"] == "true" and settings.local
+    assert shell["ONTHEWAY_JWT_SECRET"] == settings.jwt_key()
+    # Written again, the file keeps its secret, unquoted once and not quoted twice.
+    stack.write_env_file()
+    assert load_settings().jwt_key() == settings.jwt_key()
+
+
+def test_an_env_file_written_before_values_were_quoted_keeps_its_secret(tmp_path: Path) -> None:
+    (tmp_path / "ontheway.env").write_text("ONTHEWAY_JWT_SECRET=an-old-secret-of-32-characters\n")
+    LocalStack.from_settings(Settings(state_dir=tmp_path), ["americas"]).write_env_file()
+    assert load_settings().jwt_key() == "an-old-secret-of-32-characters"

@@ -1,7 +1,8 @@
 """The local stack as a whole: PostgreSQL and Redis + FalkorDB under the state directory.
 
 ``up`` also writes ``<state_dir>/ontheway.env`` (the shard DSNs, the Redis and FalkorDB URLs,
-local mode and a JWT secret generated once), which ``load_settings`` reads.
+local mode and a JWT secret generated once), which ``load_settings`` reads and which a shell
+may source (``set -a; . .ontheway/ontheway.env; set +a``) to the same values.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ontheway.connections import Connections
+from ontheway.errors import ConfigurationError
 from ontheway.health import DependencyState, check_all
 from ontheway.settings import ENV_FILE_NAME, Settings
 from ontheway.stack.postgres import PostgresStack
@@ -60,27 +62,31 @@ class LocalStack:
         """Start every server (idempotent) and write the env file; returns what each did."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         result = {"postgres": self.postgres.up(), "redis+falkordb": self.redis.up()}
-        self._write_env_file()
+        self.write_env_file()
         return result
 
     def down(self) -> dict[str, str]:
         """Stop exactly the servers that ``up`` started."""
         return {"redis+falkordb": self.redis.down(), "postgres": self.postgres.down()}
 
-    def _write_env_file(self) -> None:
+    def write_env_file(self) -> None:
+        """Write the stack's addresses to the env file, keeping the JWT secret it holds."""
         secret = None
         if self.env_file.is_file():
             for line in self.env_file.read_text().splitlines():
                 if line.startswith("ONTHEWAY_JWT_SECRET="):
-                    secret = line.split("=", 1)[1]
+                    secret = _unquoted(line.split("=", 1)[1])
         dsns = {shard: self.postgres.dsn(shard) for shard in self.postgres.shards}
+        values = {
+            "ONTHEWAY_LOCAL": "true",
+            "ONTHEWAY_SHARD_DSNS": json.dumps(dsns),
+            "ONTHEWAY_REDIS_URL": self.redis.url,
+            "ONTHEWAY_FALKORDB_URL": self.redis.url,
+            "ONTHEWAY_JWT_SECRET": secret or secrets.token_urlsafe(32),
+        }
         lines = [
             "# Written by `ontheway stack up`; environment variables override these.",
-            "ONTHEWAY_LOCAL=true",
-            f"ONTHEWAY_SHARD_DSNS={json.dumps(dsns)}",
-            f"ONTHEWAY_REDIS_URL={self.redis.url}",
-            f"ONTHEWAY_FALKORDB_URL={self.redis.url}",
-            f"ONTHEWAY_JWT_SECRET={secret or secrets.token_urlsafe(32)}",
+            *(f"{name}={_quoted(value)}" for name, value in values.items()),
         ]
         self.env_file.write_text("\n".join(lines) + "\n")
         self.env_file.chmod(0o600)
@@ -123,3 +129,23 @@ class LocalStack:
                 [c for c in checks if c.name == "falkordb"],
             ),
         ]
+
+
+def _quoted(value: str) -> str:
+    """``value`` in single quotes, which bash and python-dotenv both read back unchanged.
+
+    Inside single quotes bash takes every character as it is, while python-dotenv still
+    decodes a backslash before a backslash or a quote and expands ``${NAME}``: a value with
+    a quote, a backslash or ``${`` is refused (the stack's DSNs, URLs and secret hold none).
+    """
+    if "'" in value or "\\" in value or "${" in value:
+        raise ConfigurationError(
+            f"cannot write {value!r} to {ENV_FILE_NAME}: a quote, a backslash or ${{ in it "
+            "would not read back the same"
+        )
+    return f"'{value}'"
+
+
+def _unquoted(value: str) -> str:
+    """A value as ``_quoted`` wrote it, or as it was written before values were quoted."""
+    return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == "'" else value
