@@ -280,6 +280,26 @@ def test_when_one_shard_is_down_only_its_regions_answer_503(
         ).json()
         assert ok.json()["order_id"] in {o["order_id"] for o in listing["orders"]}
         assert listing["unavailable"][0]["regions"] == ["london"]
+        # A customer's summary spans the shards: the others answer, the header names the
+        # regions left out.
+        summary = httpx.get(
+            f"{base}/api/customers/user_{uid}/orders/summary",
+            headers=server.auth(Role.CUSTOMER, f"user_{uid}"),
+            timeout=10,
+        )
+        assert summary.status_code == 200, summary.text
+        assert [day["total_orders"] for day in summary.json()] == [1]
+        left_out = summary.headers["Unavailable-Regions"].split(",")
+        assert "london" in left_out and "sf" not in left_out
+        # Limited to the regions of the shard that is down, nothing answers: 503.
+        london_ops = server.token(Role.OPS, "ops_3", regions=["london", "paris"])
+        down = httpx.get(
+            f"{base}/api/customers/user_{uid}/orders/summary",
+            headers={"Authorization": f"Bearer {london_ops}"},
+            timeout=10,
+        )
+        assert down.status_code == 503
+        assert down.json()["error"]["code"] == "dependency_unavailable"
     finally:
         stop_server(proc)
 
@@ -412,6 +432,12 @@ def test_the_order_summary_is_the_customers_own(
     assert (today["total_orders"], today["delivered"], today["cancelled"]) == (1, 0, 1)
     assert today["avg_order_value"] == order["total"]
     assert today["avg_delivery_time_mins"] is None
+    assert "Unavailable-Regions" not in resp.headers
     other = server.auth(Role.CUSTOMER, f"user_other_{uid}")
     assert httpx.get(url, params={"days": 30}, headers=other).status_code == 403
     assert httpx.get(url, params={"days": 30}).status_code == 401
+    # Ops see the orders of their regions only.
+    for regions, count in ((None, 1), (["sf"], 1), (["nyc"], 0)):
+        token = server.token(Role.OPS, "ops_1", regions=regions)
+        seen = httpx.get(url, headers={"Authorization": f"Bearer {token}"}).json()
+        assert sum(day["total_orders"] for day in seen) == count, regions

@@ -45,7 +45,8 @@ async def test_the_customer_summary_counts_orders_per_day(
     ):
         await orders.transition(oid, event, driver)
     await orders.transition(cancelled["order_id"], EventType.ORDER_CANCELLED, customer)
-    [today] = await queries.customer_summary(customer, 30)
+    [today], unavailable = await queries.customer_summary(customer, 30)
+    assert unavailable == []
     assert today["order_date"] == datetime.now(UTC).date().isoformat()
     assert (today["total_orders"], today["delivered"], today["cancelled"]) == (2, 1, 1)
     mean = (Decimal(delivered["total"]) + Decimal(cancelled["total"])) / 2
@@ -74,7 +75,16 @@ async def test_restaurant_and_driver_lists_hold_only_active_orders(
 @pytest.mark.parametrize(
     ("sql", "params", "index"),
     [
-        (SUMMARY_SQL, ("user_x", datetime(2026, 1, 1, tzinfo=UTC)), "customer_id_created_at"),
+        (
+            SUMMARY_SQL,
+            {"customer": "user_x", "since": datetime(2026, 1, 1, tzinfo=UTC), "regions": None},
+            "customer_id_created_at",
+        ),
+        (
+            SUMMARY_SQL,
+            {"customer": "user_x", "since": datetime(2026, 1, 1, tzinfo=UTC), "regions": ["sf"]},
+            "customer_id_created_at",
+        ),
         (RESTAURANT_ACTIVE_SQL, ("rest_sf_x", ACTIVE_STATUSES), "restaurant_id_status"),
         (DRIVER_ACTIVE_SQL, ("drv_x", ACTIVE_STATUSES), "driver_id_status"),
     ],
@@ -82,7 +92,7 @@ async def test_restaurant_and_driver_lists_hold_only_active_orders(
 async def test_each_list_query_is_served_by_an_index(
     shards: ShardAccess,
     sql: str,
-    params: tuple[Any, ...],
+    params: tuple[Any, ...] | dict[str, Any],
     index: str,
 ) -> None:
     async with shards.connection("sf") as conn, conn.transaction():

@@ -27,7 +27,8 @@ SELECT date_trunc('day', created_at AT TIME ZONE 'UTC')::date AS order_date,
        avg(extract(epoch FROM delivered_at - created_at) / 60)
            FILTER (WHERE status = 'delivered') AS avg_delivery_time_mins
 FROM orders
-WHERE customer_id = %s AND created_at >= %s
+WHERE customer_id = %(customer)s AND created_at >= %(since)s
+  AND (%(regions)s::text[] IS NULL OR region = ANY(%(regions)s))
 GROUP BY 1
 """
 RESTAURANT_ACTIVE_SQL = (
@@ -75,14 +76,36 @@ class OrderQueries:
             cur = await conn.execute(DRIVER_ACTIVE_SQL, (driver_id, ACTIVE_STATUSES))
             return [order_view(row) for row in await cur.fetchall()]
 
-    async def customer_summary(self, customer_id: str, days: int) -> list[dict[str, Any]]:
-        """Per day over the last ``days``: counts, average value and delivery time. A
-        customer may have ordered in several shards; their days are merged."""
+    async def customer_summary(
+        self, customer_id: str, days: int, regions: frozenset[str] | None = None
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Per day over the last ``days``: counts, average value and delivery time, and the
+        regions left out because their shard is down. A customer may have ordered in several
+        shards; their days are merged. ``regions`` limits it to those regions' orders (an ops
+        caller's regions; None: all)."""
         since = datetime.now(UTC) - timedelta(days=days)
-        regions = {self.shards.catalog.shard_for(r.region): r.region for r in self.shards.catalog}
-        per_shard = await asyncio.gather(
-            *(self._summary(region, customer_id, since) for region in regions.values())
+        by_shard: dict[str, list[str]] = {}
+        for entry in self.shards.catalog:
+            if regions is None or entry.region in regions:
+                by_shard.setdefault(self.shards.catalog.shard_for(entry.region), []).append(
+                    entry.region
+                )
+        wanted = None if regions is None else sorted(regions)
+        results = await asyncio.gather(
+            *(self._summary(r[0], customer_id, since, wanted) for r in by_shard.values()),
+            return_exceptions=True,
         )
+        per_shard: list[list[dict[str, Any]]] = []
+        unavailable: list[str] = []
+        for shard_regions, result in zip(by_shard.values(), results, strict=True):
+            if isinstance(result, DependencyUnavailable):
+                unavailable.extend(shard_regions)
+                if len(unavailable) == sum(len(r) for r in by_shard.values()):
+                    raise result  # nothing answered: the summary is unavailable
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                per_shard.append(result)
         merged: dict[Any, dict[str, Any]] = {}
         for rows in per_shard:
             for row in rows:
@@ -103,7 +126,7 @@ class OrderQueries:
                 day["_value"] += row["order_value"]
                 if row["avg_delivery_time_mins"] is not None:
                     day["_minutes"] += float(row["avg_delivery_time_mins"]) * row["delivered"]
-        return [
+        days_view = [
             {
                 "order_date": day["order_date"].isoformat(),
                 "total_orders": day["total_orders"],
@@ -116,15 +139,19 @@ class OrderQueries:
             }
             for day in sorted(merged.values(), key=lambda d: d["order_date"], reverse=True)
         ]
+        return days_view, sorted(unavailable)
 
     async def _summary(
         self,
         region: str,
         customer_id: str,
         since: datetime,
+        regions: list[str] | None,
     ) -> list[dict[str, Any]]:
         async with self.shards.connection(region) as conn:
-            cur = await conn.execute(SUMMARY_SQL, (customer_id, since))
+            cur = await conn.execute(
+                SUMMARY_SQL, {"customer": customer_id, "since": since, "regions": regions}
+            )
             return await cur.fetchall()
 
     async def active_in_regions(self, regions: list[str]) -> dict[str, Any]:

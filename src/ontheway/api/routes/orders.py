@@ -217,13 +217,19 @@ async def customer_summary(
     caller: Caller,
     customer_id: str,
     days: Annotated[int, Query(ge=1, le=366)] = 30,
-) -> list[dict[str, Any]]:
-    """Per day: orders, delivered, cancelled, average value and delivery time."""
+) -> JSONResponse:
+    """Per day: orders, delivered, cancelled, average value and delivery time. An ops caller
+    limited to some regions sees only those regions' orders. When a shard is down, the days
+    come from the others and ``Unavailable-Regions`` names the regions left out (503 when no
+    shard answers)."""
     if not (
         caller.role is Role.OPS or (caller.role is Role.CUSTOMER and caller.sub == customer_id)
     ):
         raise Forbidden("only the customer itself or ops may see this summary")
-    return await state.order_queries.customer_summary(customer_id, days)
+    regions = caller.regions if caller.role is Role.OPS else None
+    days_view, unavailable = await state.order_queries.customer_summary(customer_id, days, regions)
+    headers = {"Unavailable-Regions": ",".join(unavailable)} if unavailable else None
+    return JSONResponse(days_view, headers=headers)
 
 
 @router.get("/api/restaurant/orders")
