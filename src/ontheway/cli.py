@@ -173,13 +173,23 @@ def bench_orders(
     map_file: Annotated[Path, typer.Option("--map", help="OSM extract (.osm/.osm.bz2)")] = Path(
         "tests/data/osm/san-francisco-downtown-drive.osm.bz2"
     ),
+    history: Annotated[
+        int, typer.Option(min=0, help="orders of the last two hours in the region's ETA log")
+    ] = 0,
 ) -> None:
     """Orders/s and latency, service layer and HTTP, beside pgbench on the same cluster (in a
     shard and region of the benchmark's own, removed afterwards)."""
     from ontheway.bench.orders import run
 
     asyncio.run(
-        run(load_settings(), map_file=map_file, clients=clients, seconds=seconds, console=console)
+        run(
+            load_settings(),
+            map_file=map_file,
+            clients=clients,
+            seconds=seconds,
+            console=console,
+            history=history,
+        )
     )
 
 

@@ -33,7 +33,9 @@ async def test_bench_orders_places_then_assigns_and_cancels_every_order(
 ) -> None:
     before = bench_leftovers(settings)
     console = Console(record=True, width=200)
-    results = await run(settings, map_file=SF_MAP, clients=2, seconds=1, console=console)
+    results = await run(
+        settings, map_file=SF_MAP, clients=2, seconds=1, console=console, history=300
+    )
     placed, assign, cancel = results["service"], results["assign"], results["cancel"]
     assert isinstance(placed, LoadResult) and isinstance(assign, LoadResult)
     assert isinstance(cancel, LoadResult)

@@ -89,15 +89,47 @@ def _pgbench(settings: Settings, shard_dsn: str, clients: int, seconds: int) -> 
     return float(match.group(1)) if match else float("nan")
 
 
+async def _fill_history(world: BenchWorld, orders: int) -> None:
+    """The ETA log of ``orders`` orders of the benchmark's region placed over the last two
+    hours, spread over its restaurants (a third still waiting for a driver, a third on the
+    way, a third delivered), as a busy region's would be: what a placement's estimate reads."""
+    restaurants = [r["restaurant_id"] for r in world.restaurants]
+    async with await psycopg.AsyncConnection.connect(world.dsn, autocommit=True) as conn:
+        await conn.execute(
+            "INSERT INTO order_timings (order_id, region, restaurant_id, placed_at, assigned_at,"
+            " ready_at, picked_up_at, delivered_at)"
+            " SELECT 'ord_' || %(region)s || '_h' || g, %(region)s,"
+            "  (%(restaurants)s::text[])[1 + g %% cardinality(%(restaurants)s::text[])], p,"
+            "  CASE WHEN g %% 3 > 0 THEN p + interval '2 minutes' END,"
+            "  CASE WHEN g %% 3 > 0 THEN p + interval '12 minutes' END,"
+            "  CASE WHEN g %% 3 = 2 THEN p + interval '14 minutes' END,"
+            "  CASE WHEN g %% 3 = 2 THEN p + interval '30 minutes' END"
+            " FROM generate_series(1, %(n)s) g,"
+            "  LATERAL (SELECT now() - (g %% 7000) * interval '1 second' AS p) t",
+            {"region": world.region, "restaurants": restaurants, "n": orders},
+        )
+        await conn.execute("ANALYZE order_timings")
+
+
 async def run(
-    settings: Settings, *, map_file: Path, clients: int, seconds: float, console: Console
+    settings: Settings,
+    *,
+    map_file: Path,
+    clients: int,
+    seconds: float,
+    console: Console,
+    history: int = 0,
 ) -> dict[str, LoadResult | float]:
-    """Run the three measurements and print them side by side."""
+    """Run the three measurements and print them side by side (``history``: orders of the
+    last two hours in the region's ETA log first)."""
     world = BenchWorld(settings, map_file, drivers=100, restaurants=200)
     results: dict[str, LoadResult | float] = {}
     try:
         with console.status("building the benchmark's shard, region, road map and restaurants"):
             await world.build(heartbeat_ttl_s=3600, commit_stamps=False, pool_max=max(20, clients))
+        if history:
+            with console.status(f"{history:,} orders of the last two hours in the ETA log"):
+                await _fill_history(world, history)
         bodies = _bodies(world, random.Random(7), 5000)
         service = OrderService(world.shards())
         await closed_loop(

@@ -4,16 +4,21 @@ recent pace. Wall durations are turned into world seconds with each row's ``time
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 RECENT_ORDERS = 20  # a restaurant's last orders whose preparation is averaged
 RECENT_DELIVERIES = 10  # a driver's last deliveries whose pace is averaged
 QUEUE_WINDOW_S = 7200.0  # world seconds: older orders not picked up are not in the queue
+REGION_FACTS_TTL_S = 5.0  # world seconds a region's facts are kept (``RegionFacts``)
 
-_RESTAURANT = """
-SELECT (SELECT avg(s) FROM (
+KITCHEN_COLUMNS = """
+       (SELECT avg(s) FROM (
           SELECT extract(epoch FROM ready_at - placed_at) * time_scale AS s FROM order_timings
           WHERE restaurant_id = %(r)s AND ready_at IS NOT NULL AND placed_at < %(now)s
           ORDER BY placed_at DESC LIMIT %(n)s) a) AS prep_recent_s,
@@ -23,7 +28,12 @@ SELECT (SELECT avg(s) FROM (
           ORDER BY placed_at DESC LIMIT %(n)s) b) AS prep_n,
        (SELECT count(*) FROM order_timings
           WHERE restaurant_id = %(r)s AND placed_at > %(since)s AND placed_at < %(now)s
-            AND picked_up_at IS NULL AND delivered_at IS NULL AND cancelled_at IS NULL) AS queue,
+            AND picked_up_at IS NULL AND delivered_at IS NULL AND cancelled_at IS NULL) AS queue
+"""
+"""The restaurant's part of the facts, as select-list items (parameters ``r``, ``now``,
+``since``, ``n``: ``kitchen_params``), so that a caller can read them beside its own columns."""
+
+_REGION_COLUMNS = """
        (SELECT avg(s) FROM (
           SELECT extract(epoch FROM assigned_at - placed_at) * time_scale AS s
           FROM order_timings WHERE region = %(region)s AND assigned_at IS NOT NULL
@@ -36,6 +46,9 @@ SELECT (SELECT avg(s) FROM (
           WHERE region = %(region)s AND placed_at > %(since)s AND placed_at < %(now)s
             AND delivered_at IS NULL AND cancelled_at IS NULL) AS region_active
 """
+
+_RESTAURANT = "SELECT" + KITCHEN_COLUMNS + "," + _REGION_COLUMNS
+_REGION = "SELECT" + _REGION_COLUMNS
 
 _DRIVER = """
 SELECT avg(extract(epoch FROM delivered_at - picked_up_at) * time_scale
@@ -61,19 +74,76 @@ class RestaurantFacts:
     region_active: int = 0  # the region's orders with a driver, not delivered yet
 
 
+def kitchen_params(
+    restaurant_id: str, region: str, now: datetime, time_scale: float
+) -> dict[str, Any]:
+    """The parameters of ``KITCHEN_COLUMNS`` (and of the region's facts)."""
+    since = now - timedelta(seconds=QUEUE_WINDOW_S / time_scale)
+    return {"r": restaurant_id, "region": region, "now": now, "since": since, "n": RECENT_ORDERS}
+
+
+def kitchen_from_row(row: dict[str, Any]) -> RestaurantFacts:
+    """The restaurant's facts from a row holding ``KITCHEN_COLUMNS`` (no region facts)."""
+    return RestaurantFacts(_float(row["prep_recent_s"]), int(row["prep_n"]), int(row["queue"]))
+
+
+def _with_region(kitchen: RestaurantFacts, row: dict[str, Any]) -> RestaurantFacts:
+    return replace(kitchen, assign_recent_s=_float(row["assign_recent_s"]),
+                   region_waiting=int(row["region_waiting"]),
+                   region_active=int(row["region_active"]))  # fmt: skip
+
+
 async def restaurant_facts(
     conn: Any, region: str, restaurant_id: str, now: datetime, time_scale: float
 ) -> RestaurantFacts:
     """The restaurant's last orders' preparation, its orders waiting to be picked up, and its
     region's recent time to assign (one round trip)."""
-    since = now - timedelta(seconds=QUEUE_WINDOW_S / time_scale)
-    cur = await conn.execute(_RESTAURANT, {
-        "r": restaurant_id, "region": region, "now": now, "since": since, "n": RECENT_ORDERS,
-    })  # fmt: skip
+    cur = await conn.execute(_RESTAURANT, kitchen_params(restaurant_id, region, now, time_scale))
     row = await cur.fetchone()
-    return RestaurantFacts(_float(row["prep_recent_s"]), int(row["prep_n"]), int(row["queue"]),
-                           _float(row["assign_recent_s"]), int(row["region_waiting"]),
-                           int(row["region_active"]))  # fmt: skip
+    return _with_region(kitchen_from_row(row), row)
+
+
+class RegionFacts:
+    """A region's facts (its recent time to assign, its orders waiting and under way), read
+    at most once per ``ttl_s`` world seconds per region and process. They count the region's
+    orders of the last two hours: read at every placement, that is a scan per order that
+    grows with the region's traffic, and they move slowly. One read at a time per region;
+    the placements meanwhile wait for it."""
+
+    def __init__(self, time_scale: float, ttl_s: float = REGION_FACTS_TTL_S) -> None:
+        self._wall_ttl_s = ttl_s / time_scale
+        self._time_scale = time_scale
+        self._read: dict[str, tuple[float, asyncio.Future[dict[str, Any]]]] = {}
+
+    async def add_to(
+        self,
+        kitchen: RestaurantFacts,
+        region: str,
+        now: datetime,
+        connection: Callable[[str], AbstractAsyncContextManager[Any]],
+    ) -> RestaurantFacts:
+        """``kitchen`` with the region's facts, read again when older than the TTL."""
+        held = self._read.get(region)
+        if (
+            held is None
+            or time.monotonic() - held[0] > self._wall_ttl_s
+            or held[1].get_loop() is not asyncio.get_running_loop()
+            or (held[1].done() and held[1].exception() is not None)
+        ):
+            held = (time.monotonic(), asyncio.ensure_future(self._fetch(region, now, connection)))
+            self._read[region] = held
+        return _with_region(kitchen, await asyncio.shield(held[1]))
+
+    async def _fetch(
+        self,
+        region: str,
+        now: datetime,
+        connection: Callable[[str], AbstractAsyncContextManager[Any]],
+    ) -> dict[str, Any]:
+        async with connection(region) as conn:
+            cur = await conn.execute(_REGION, kitchen_params("", region, now, self._time_scale))
+            row: dict[str, Any] = await cur.fetchone()
+            return row
 
 
 def _float(value: Any) -> float | None:

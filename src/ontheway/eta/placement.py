@@ -1,17 +1,25 @@
 """The promise at placement: the route-based estimate (``roads.planning``) turned into legs,
 corrected by the region's model, with its window. Made before the order's transaction, like
-the route-based estimate; one extra read (the restaurant's recent kitchen times and queue)
-on the connection the placement already holds."""
+the route-based estimate; the restaurant's recent kitchen times and queue are read with its
+location (one statement), the region's facts at most every few seconds (``RegionFacts``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ontheway.eta.estimator import EtaEstimator, stored_features
-from ontheway.eta.facts import RestaurantFacts, restaurant_facts
+from ontheway.eta.facts import (
+    KITCHEN_COLUMNS,
+    RegionFacts,
+    RestaurantFacts,
+    kitchen_from_row,
+    kitchen_params,
+)
 from ontheway.eta.features import Context, Legs, Stage
 from ontheway.eta.registry import Registry
 from ontheway.roads.planning import PlacementEta
@@ -45,17 +53,32 @@ class PlacementLearner:
     """The learned promise of each new order."""
 
     estimator: EtaEstimator
+    regions: RegionFacts
 
     @classmethod
     def for_settings(cls, settings: Settings) -> PlacementLearner:
         registry = registry_for(settings.eta_model_dir)
-        return cls(EtaEstimator(registry, settings.time_scale))
+        return cls(EtaEstimator(registry, settings.time_scale), RegionFacts(settings.time_scale))
+
+    def kitchen_query(
+        self, columns: str, restaurant_id: str, region: str, now: datetime
+    ) -> tuple[str, dict[str, Any]]:
+        """A read of the restaurant's ``columns`` and its recent kitchen times and queue, in
+        one statement (``columns`` may use ``%(r)s``, the restaurant's id), and its
+        parameters."""
+        sql = f"SELECT {columns}, {KITCHEN_COLUMNS} FROM restaurants WHERE restaurant_id = %(r)s"
+        return sql, kitchen_params(restaurant_id, region, now, self.estimator.time_scale)
 
     async def kitchen(
-        self, conn: Any, region: str, restaurant_id: str, now: datetime
+        self,
+        row: dict[str, Any],
+        region: str,
+        now: datetime,
+        connection: Callable[[str], AbstractAsyncContextManager[Any]],
     ) -> RestaurantFacts:
-        """The restaurant's recent preparation times and queue."""
-        return await restaurant_facts(conn, region, restaurant_id, now, self.estimator.time_scale)
+        """The facts of a row read by ``kitchen_query``, with the region's (``RegionFacts``:
+        read again at most every few seconds)."""
+        return await self.regions.add_to(kitchen_from_row(row), region, now, connection)
 
     def learned(
         self, region: str, eta: PlacementEta, kitchen: RestaurantFacts, now: datetime

@@ -40,9 +40,9 @@ from ontheway.roads.planning import PlacementEstimator, PlacementEta, straight_l
 from ontheway.roads.routing import RoadService
 
 _RESTAURANT_POINT = (
-    "SELECT ST_Y(location::geometry) AS lat, ST_X(location::geometry) AS lng, prep_time_mean_s,"
-    " ST_Distance(location, ST_SetSRID(ST_MakePoint(%s, %s), 4326)::geography) AS distance_m"
-    " FROM restaurants WHERE restaurant_id = %s"
+    "ST_Y(location::geometry) AS lat, ST_X(location::geometry) AS lng, prep_time_mean_s,"
+    " ST_Distance(location, ST_SetSRID(ST_MakePoint(%(lng)s, %(lat)s), 4326)::geography)"
+    " AS distance_m"
 )
 
 
@@ -130,16 +130,19 @@ class OrderPlacement:
         """Before the transaction, so that it stays short: the estimate (by road when the
         region has a map) and the delivery zone's answer (None: no zones, check the radius)."""
         loc = cmd.delivery_location
+        query, params = self.learner.kitchen_query(
+            _RESTAURANT_POINT, cmd.restaurant_id, region, now
+        )
         async with self.shards.connection(region) as conn:
-            cur = await conn.execute(_RESTAURANT_POINT, (loc.lng, loc.lat, cmd.restaurant_id))
+            cur = await conn.execute(query, params | {"lng": loc.lng, "lat": loc.lat})
             found = await cur.fetchone()
-            if found is None:
-                raise InvalidInput(
-                    f"no restaurant {cmd.restaurant_id!r}",
-                    field="restaurant_id",
-                    code="unknown_restaurant",
-                )
-            kitchen = await self.learner.kitchen(conn, region, cmd.restaurant_id, now)
+        if found is None:
+            raise InvalidInput(
+                f"no restaurant {cmd.restaurant_id!r}",
+                field="restaurant_id",
+                code="unknown_restaurant",
+            )
+        kitchen = await self.learner.kitchen(found, region, now, self.shards.connection)
         prep_s, distance_m = float(found["prep_time_mean_s"]), float(found["distance_m"])
         if self.estimator is None:
             eta = straight_line_eta(now, prep_s, distance_m, "no_road_service")

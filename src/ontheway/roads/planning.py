@@ -215,10 +215,11 @@ class PlacementEstimator:
             found = await self.fleet.find_available(
                 region, restaurant.lat, restaurant.lng, self.radius_m, self.drivers
             )
+            near_road = network.snap_points([c.lat for c in found], [c.lng for c in found])
             drivers = [
                 (c.driver_id, LatLng(lat=c.lat, lng=c.lng))
-                for c in found
-                if network.snap(c.lat, c.lng) is not None
+                for c, snapped in zip(found, near_road, strict=True)
+                if snapped is not None
             ]
         matrix = await self.roads.many_to_many(
             [*(point for _, point in drivers), restaurant], [restaurant, customer]

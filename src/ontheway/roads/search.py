@@ -11,14 +11,14 @@ Mexico City with the limit known, against 12 ms for a search of the whole map).
 
 The limit is not known in advance. It is the farthest point's straight-line distance times a
 ratio of travel time to distance learnt from the searches before (the 60th percentile of the
-last ``RATIO_WINDOW``; ``1 / GUESS_SPEED_M_S`` at first) plus ``SLACK_S``, and it grows by
-``GROWTH`` until every point is reached, ending with an unbounded search: each time is
-therefore exactly Dijkstra's on the same weights, whatever the guess. A limit too high costs a
-search over a wider circle, one too low a second search. On Mexico City, 20 drivers within 2
-miles of a restaurant, one search with the exact limit known takes 1.6 ms (median); with the
-limit from the 90th percentile and growing by half, 3.3 ms (1.1 searches); from the 60th
-percentile growing by 30 %, 2.4 ms (1.3 searches; measured with scipy alone, same machine,
-same run).
+last ``RATIO_WINDOW``, taken again every ``RELEARN_EVERY`` searches; ``1 / GUESS_SPEED_M_S`` at
+first) plus ``SLACK_S``, and it grows by ``GROWTH`` until every point is reached, ending
+with an unbounded search: each time is therefore exactly Dijkstra's on the same weights,
+whatever the guess. A limit too high costs a search over a wider circle, one too low a
+second search. On Mexico City, 20 drivers within 2 miles of a restaurant, one search with
+the exact limit known takes 1.6 ms (median); with the limit from the 90th percentile and
+growing by half, 3.3 ms (1.1 searches); from the 60th percentile growing by 30 %, 2.4 ms
+(1.3 searches; measured with scipy alone, same machine, same run).
 
 The searches run on the graph's core (``roads.chains``: the nodes in the middle of a street
 left out, each street one road each way): 20 drivers anywhere on Mexico City, most of the
@@ -56,6 +56,7 @@ BOUNDED_TRIES = 8
 """Times the limit grows before the search runs unbounded."""
 RATIO_WINDOW = 200
 RATIO_QUANTILE = 60
+RELEARN_EVERY = 8
 
 
 def plan_searches(
@@ -83,6 +84,7 @@ class MatrixSearch:
         self._lock = threading.Lock()
         self._ratios: deque[float] = deque(maxlen=RATIO_WINDOW)
         self._ratio_s_per_m = 1 / GUESS_SPEED_M_S
+        self._learnt = 0
 
     def times(self, sources: Iterable[int], targets: Iterable[int]) -> dict[tuple[int, int], float]:
         """The travel time from each source node to each target node, keyed (source, target);
@@ -191,7 +193,11 @@ class MatrixSearch:
         return times
 
     def _learn(self, time_s: float, distance_m: float) -> None:
-        """Keep the ratio of the farthest point's time to its distance for the next limits."""
+        """Keep the ratio of the farthest point's time to its distance for the next limits
+        (the percentile taken again every ``RELEARN_EVERY`` searches: it costs about as much
+        as a search of a small map)."""
         if distance_m > 0:
             self._ratios.append(time_s / distance_m)
-            self._ratio_s_per_m = float(np.percentile(self._ratios, RATIO_QUANTILE))
+            self._learnt += 1
+            if self._learnt % RELEARN_EVERY == 0 or len(self._ratios) < RELEARN_EVERY:
+                self._ratio_s_per_m = float(np.percentile(self._ratios, RATIO_QUANTILE))
