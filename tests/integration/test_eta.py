@@ -17,6 +17,7 @@ from ontheway.connections import Connections
 from ontheway.errors import InvalidInput
 from ontheway.eta.consumer import Reestimator, eta_consumer
 from ontheway.eta.estimator import EtaEstimator
+from ontheway.eta.facts import RegionFacts
 from ontheway.eta.features import FEATURES, STAGE_CODE, Stage
 from ontheway.eta.learn import evaluate, train
 from ontheway.eta.log import history
@@ -74,7 +75,7 @@ async def test_an_order_is_estimated_at_placement_assignment_and_pickup_with_a_w
     assert placed.data["eta"]["features"]["drivers_near"] >= 1
 
     consumer = eta_consumer(Reestimator(EtaEstimator(Registry(tmp_path)), world.roads,
-                                        world.fleet))  # fmt: skip
+                                        world.fleet, RegionFacts(1.0)))  # fmt: skip
     assert await handle_once(conns, consumer, Delivery(placed, 1, None))
     await world.orders.transition(oid, EventType.DRIVER_ASSIGNED, "system", driver_id=driver)
     assigned = await event_of(world, oid, EventType.DRIVER_ASSIGNED)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ontheway.eta.facts import RegionFacts, RestaurantFacts, restaurant_facts
+from ontheway.eta.facts import RegionFacts, RestaurantFacts
 from ontheway.orders.store import ShardAccess
 
 KITCHEN = RestaurantFacts(prep_recent_s=600.0, prep_n=3, queue=1)
@@ -68,10 +68,6 @@ async def test_a_regions_facts_are_read_once_per_ttl_and_shared_by_concurrent_pl
     assert first.assign_recent_s == pytest.approx(60.0)
     # The restaurant's own facts are kept as given.
     assert (first.prep_recent_s, first.prep_n, first.queue) == (600.0, 3, 1)
-    # The same as the per-order read of the consumer.
-    async with shards.connection("sf") as conn:
-        direct = await restaurant_facts(conn, region, "rest_x", datetime.now(UTC), 1.0)
-    assert (direct.region_waiting, direct.region_active) == (2, 1)
 
     await add_waiting(shards, region, 3)  # within the TTL: not seen yet
     again = await facts.add_to(KITCHEN, region, datetime.now(UTC), reads)

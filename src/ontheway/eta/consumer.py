@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 from ontheway.connections import Connections
 from ontheway.errors import InvalidInput, NotFound
 from ontheway.eta.estimator import Estimate, EtaEstimator, stored_features
-from ontheway.eta.facts import driver_pace, restaurant_facts
+from ontheway.eta.facts import RegionFacts, driver_pace, kitchen_facts
 from ontheway.eta.features import Context, Legs, Stage
 from ontheway.eta.log import insert_estimate
 from ontheway.eta.placement import registry_for
@@ -66,6 +67,7 @@ class Reestimator:
     estimator: EtaEstimator
     roads: RoadService
     fleet: FleetStore
+    regions: RegionFacts
 
     async def reestimate(self, conn: Any, event: Event, stage: Stage) -> AfterCommit | None:
         """A new estimate of the order's delivery (None: the order is no longer under way,
@@ -81,7 +83,12 @@ class Reestimator:
         scale = self.estimator.time_scale
         picked = order["status"] == Status.PICKED_UP.value
         legs, traffic = await self._legs(order, LatLng(lat=at[0], lng=at[1]), picked, now)
-        kitchen = await restaurant_facts(conn, order["region"], order["restaurant_id"], now, scale)
+        kitchen = await self.regions.add_to(
+            await kitchen_facts(conn, order["region"], order["restaurant_id"], now, scale),
+            order["region"],
+            now,
+            lambda _region: nullcontext(conn),  # read in this event's transaction
+        )
         ctx = Context(
             elapsed_s=(now - order["created_at"]).total_seconds() * scale,
             restaurant_prep_recent_s=kitchen.prep_recent_s, restaurant_prep_n=kitchen.prep_n,
@@ -182,6 +189,7 @@ def build_eta_consumer(conns: Connections, settings: Settings) -> Consumer:
         EtaEstimator(registry_for(settings.eta_model_dir), settings.time_scale),
         RoadService(conns.graphs, catalog),
         open_store(conns.require_redis(), settings),
+        RegionFacts(settings.time_scale),
     ))  # fmt: skip
 
 

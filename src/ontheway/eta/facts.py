@@ -47,7 +47,6 @@ _REGION_COLUMNS = """
             AND delivered_at IS NULL AND cancelled_at IS NULL) AS region_active
 """
 
-_RESTAURANT = "SELECT" + KITCHEN_COLUMNS + "," + _REGION_COLUMNS
 _REGION = "SELECT" + _REGION_COLUMNS
 
 _DRIVER = """
@@ -93,22 +92,23 @@ def _with_region(kitchen: RestaurantFacts, row: dict[str, Any]) -> RestaurantFac
                    region_active=int(row["region_active"]))  # fmt: skip
 
 
-async def restaurant_facts(
+async def kitchen_facts(
     conn: Any, region: str, restaurant_id: str, now: datetime, time_scale: float
 ) -> RestaurantFacts:
-    """The restaurant's last orders' preparation, its orders waiting to be picked up, and its
-    region's recent time to assign (one round trip)."""
-    cur = await conn.execute(_RESTAURANT, kitchen_params(restaurant_id, region, now, time_scale))
-    row = await cur.fetchone()
-    return _with_region(kitchen_from_row(row), row)
+    """The restaurant's last orders' preparation and its orders waiting to be picked up (the
+    region's facts: ``RegionFacts``)."""
+    cur = await conn.execute(
+        "SELECT" + KITCHEN_COLUMNS, kitchen_params(restaurant_id, region, now, time_scale)
+    )
+    return kitchen_from_row(await cur.fetchone())
 
 
 class RegionFacts:
     """A region's facts (its recent time to assign, its orders waiting and under way), read
     at most once per ``ttl_s`` world seconds per region and process. They count the region's
-    orders of the last two hours: read at every placement, that is a scan per order that
-    grows with the region's traffic, and they move slowly. One read at a time per region;
-    the placements meanwhile wait for it."""
+    orders of the last two hours: read at every placement and re-estimate, that is a scan
+    per estimate that grows with the region's traffic, and they move slowly. One read at a
+    time per region; the estimates meanwhile wait for it."""
 
     def __init__(self, time_scale: float, ttl_s: float = REGION_FACTS_TTL_S) -> None:
         self._wall_ttl_s = ttl_s / time_scale
