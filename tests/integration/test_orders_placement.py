@@ -4,10 +4,14 @@ from typing import Any
 
 import pytest
 
+from ontheway.connections import Connections
 from ontheway.errors import Conflict, InvalidInput
 from ontheway.orders.models import PlaceOrder
 from ontheway.orders.service import OrderService
 from ontheway.orders.store import ShardAccess
+from ontheway.regions import Catalog
+from ontheway.seeding import seed_with_fleet
+from ontheway.settings import Settings
 from tests.helpers import order_for
 
 
@@ -217,6 +221,40 @@ async def test_a_replayed_key_with_a_different_body_is_a_conflict(
         )
     assert info.value.code == "idempotency_key_reused"
     assert (await rows_of_customer(shards, f"user_{uid}"))["orders"] == 1
+
+
+async def test_a_key_is_held_across_shards_and_freed_when_nothing_was_placed(
+    orders: OrderService,
+    shards: ShardAccess,
+    conns: Connections,
+    catalog: Catalog,
+    settings: Settings,
+    sf: dict[str, Any],
+    uid: str,
+) -> None:
+    london = await seed_with_fleet(
+        conns, catalog, settings, "london", restaurants=1, customers=1, drivers=0, seed=7
+    )
+    customer = f"user_{uid}"
+    await orders.place(customer, order_for(sf["restaurants"][4]), idempotency_key=uid)
+    # The same key for a restaurant of another shard: refused, nothing written there.
+    with pytest.raises(Conflict) as info:
+        await orders.place(customer, order_for(london["restaurants"][0]), idempotency_key=uid)
+    assert info.value.code == "idempotency_key_reused"
+    async with shards.connection("london") as conn:
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM orders WHERE customer_id = %s", (customer,)
+        )
+        assert (await cur.fetchone())["n"] == 0  # type: ignore[index]
+    # A placement that fails leaves its key free for a corrected request.
+    too_far = order_for(sf["restaurants"][4], delivery_location={"lat": 37.95, "lng": -122.09})
+    with pytest.raises(InvalidInput) as refused:
+        await orders.place(customer, too_far, idempotency_key=f"{uid}-2")
+    assert refused.value.code == "outside_delivery_zone"
+    _, created = await orders.place(
+        customer, order_for(sf["restaurants"][4]), idempotency_key=f"{uid}-2"
+    )
+    assert created and (await rows_of_customer(shards, customer))["orders"] == 2
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from ontheway.connections import dependency_errors
 from ontheway.errors import Conflict, InvalidInput, NotFound
 from ontheway.eta.placement import PlacementLearner
 from ontheway.fleet.service import open_store
@@ -44,6 +45,16 @@ _RESTAURANT_POINT = (
     " ST_Distance(location, ST_SetSRID(ST_MakePoint(%(lng)s, %(lat)s), 4326)::geography)"
     " AS distance_m"
 )
+
+
+IDEMPOTENCY_CLAIM_S = 24 * 3600
+"""How long an Idempotency-Key is held across shards (on its shard: for good)."""
+
+# KEYS: the claim. ARGV: its value. Deletes the claim only if it is still this request's.
+RELEASE_CLAIM = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 def request_hash(customer_id: str, cmd: PlaceOrder) -> str:
@@ -113,16 +124,56 @@ class OrderPlacement:
         now = datetime.now(UTC)
         eta, zone = await self._prepare(region, cmd, now)
         order_id = new_id("ord", region)
-        # Pipeline mode: BEGIN, the reads and the write go out without waiting for each
-        # other's answers; the connection waits only where a result is needed.
-        async with self.shards.connection(region) as conn, conn.transaction():
-            if idempotency_key is not None:
-                digest = request_hash(customer_id, cmd)
-                first = await self._claim_key(conn, customer_id, idempotency_key, digest, order_id)
-                if first is not None:
-                    return order_view(await fetch_order(conn, first)), False
-            row = await self._place(conn, region, order_id, customer_id, cmd, now, eta, zone)
+        digest = None if idempotency_key is None else request_hash(customer_id, cmd)
+        claim = None
+        if idempotency_key is not None and digest is not None:
+            claim = await self._claim_everywhere(customer_id, idempotency_key, region, digest)
+        try:
+            # Pipeline mode: BEGIN, the reads and the write go out without waiting for each
+            # other's answers; the connection waits only where a result is needed.
+            async with self.shards.connection(region) as conn, conn.transaction():
+                if idempotency_key is not None and digest is not None:
+                    first = await self._claim_key(
+                        conn, customer_id, idempotency_key, digest, order_id
+                    )
+                    if first is not None:
+                        return order_view(await fetch_order(conn, first)), False
+                row = await self._place(conn, region, order_id, customer_id, cmd, now, eta, zone)
+        except BaseException:
+            if claim is not None:  # nothing was placed: the key is free again
+                await self._release_claim(*claim)
+            raise
         return order_view(row) | {"eta": self.learner.public(eta)}, True
+
+    async def _claim_everywhere(
+        self, customer_id: str, key: str, region: str, digest: str
+    ) -> tuple[str, str] | None:
+        """Hold the key for this request across shards, in Redis, for
+        ``IDEMPOTENCY_CLAIM_S`` (the shard's ``idempotency_keys`` only sees its own regions:
+        the same key for a restaurant of another shard would place a second order). Returns
+        (name, value) when this request took it, None when an identical request holds it (the
+        shard then returns its order); ``Conflict`` when another request holds it."""
+        redis = self.shards.conns.redis
+        if redis is None:
+            return None  # no Redis configured: the shard's check alone
+        name, mine = f"idempotency:{{{customer_id}}}:{key}", f"{region}:{digest}"
+        with dependency_errors("redis"):
+            held = await redis.set(name, mine, nx=True, ex=IDEMPOTENCY_CLAIM_S, get=True)
+        if held is None:
+            return name, mine
+        if (held.decode() if isinstance(held, bytes) else held) != mine:
+            raise Conflict(
+                "this Idempotency-Key was used for a different request",
+                field="Idempotency-Key",
+                code="idempotency_key_reused",
+            )
+        return None
+
+    async def _release_claim(self, name: str, value: str) -> None:
+        redis = self.shards.conns.redis
+        if redis is not None:
+            with dependency_errors("redis"):
+                await redis.eval(RELEASE_CLAIM, 1, name, value)
 
     async def _prepare(
         self, region: str, cmd: PlaceOrder, now: datetime
