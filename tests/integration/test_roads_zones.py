@@ -8,6 +8,8 @@ from falkordb.asyncio import FalkorDB
 
 from ontheway.connections import Connections, GraphStore
 from ontheway.orders.ids import new_id
+from ontheway.orders.restaurants import RestaurantQueries
+from ontheway.orders.store import ShardAccess
 from ontheway.regions import Catalog, LatLng
 from ontheway.roads.delivery import (
     NoDeliveryZone,
@@ -25,6 +27,7 @@ DATA = Path(__file__).parents[1] / "data" / "osm"
 UNION_SQUARE = (37.7880, -122.4075)
 CHINATOWN = (37.7941, -122.4078)
 OFF_MAP = (37.7300, -122.4800)  # in San Francisco, far from the downtown extract
+IN_THE_BAY = (37.7950, -122.3850)  # 2.1 km from Union Square as the crow flies
 
 
 async def add_restaurant(
@@ -110,6 +113,32 @@ async def test_a_restaurant_delivers_where_the_road_reaches_within_its_radius_in
     with pytest.raises(NoDeliveryZone) as caught:
         await can_deliver(db, "sf", "rest_sf_unknown0000", *UNION_SQUARE, graph=name)
     assert caught.value.field == "restaurant_id"
+
+
+async def test_the_restaurant_list_follows_the_zones_by_road_where_they_can_be_trusted(
+    conns: Connections,
+    catalog: Catalog,
+    roads: RoadService,
+    zones: tuple[FalkorDB, str],
+    uid: str,
+) -> None:
+    db, name = zones
+    near, _, restaurants = await near_and_far(conns, catalog, uid)
+    await rebuild_zones(roads, db, "sf", restaurants, graph=name)
+    listing = RestaurantQueries(ShardAccess(conns, catalog), roads, zones_graph=lambda _: name)
+    [here] = [r for r in await listing.near(*CHINATOWN, 3) if r["restaurant_id"] == near]
+    zone = await can_deliver(db, "sf", near, *CHINATOWN, graph=name)
+    assert here["travel_time_by"] == "road"
+    assert here["travel_time_s"] == round(zone.travel_time_s or 0)
+    # In the bay: within the radius as the crow flies, beyond any road of the zone.
+    assert not (await can_deliver(db, "sf", near, *IN_THE_BAY, graph=name)).can_deliver
+    assert near not in {r["restaurant_id"] for r in await listing.near(*IN_THE_BAY, 3)}
+    # Without zones (none built for this graph name), the radius decides, as for placement.
+    radius_only = RestaurantQueries(
+        ShardAccess(conns, catalog), roads, zones_graph=lambda _: f"{name}_none"
+    )
+    [plain] = [r for r in await radius_only.near(*IN_THE_BAY, 3) if r["restaurant_id"] == near]
+    assert plain["travel_time_by"] == "straight_line"
 
 
 async def test_rebuilding_one_restaurant_replaces_its_zone_and_leaves_the_others(

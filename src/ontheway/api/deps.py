@@ -39,7 +39,7 @@ class AppState:
         self.roads = RoadService(self.conns.graphs, self.catalog)
         self.orders = OrderService(shards, self.roads)
         self.order_queries = OrderQueries(shards)
-        self.restaurants = RestaurantQueries(shards)
+        self.restaurants = RestaurantQueries(shards, self.roads)
 
 
 def app_state(request: Request) -> AppState:

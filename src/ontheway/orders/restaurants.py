@@ -2,27 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from ontheway.errors import NotFound
+from ontheway.errors import DependencyUnavailable, NotFound
 from ontheway.orders.ids import region_of
 from ontheway.orders.models import money_str
 from ontheway.orders.store import ShardAccess
+from ontheway.roads.delivery import Delivery, zone_verdicts, zones_graph
+from ontheway.roads.routing import RoadService
 
 METRES_PER_MILE = 1609.344
-# Until routes come from the road graph, travel time is straight-line distance at this speed.
+# Where a restaurant has no delivery zone to trust: straight-line distance at this speed.
 _BASELINE_SPEED_MPS = 6.0
 
 
 class RestaurantQueries:
     """Reads of restaurants and menus."""
 
-    def __init__(self, shards: ShardAccess):
+    def __init__(
+        self,
+        shards: ShardAccess,
+        roads: RoadService | None = None,
+        zones_graph: Callable[[str], str] = zones_graph,
+    ):
         self.shards = shards
+        self.roads = roads
+        self.zones_graph = zones_graph
 
     async def near(self, lat: float, lng: float, radius_mi: float) -> list[dict[str, Any]]:
-        """Restaurants within ``radius_mi`` whose delivery zone covers the point, nearest
-        first; ``travel_time_s`` is a straight-line estimate."""
+        """Restaurants within ``radius_mi`` that deliver to the point, nearest first.
+
+        As placement decides it: where the restaurant's delivery zone (by road, in FalkorDB)
+        can be trusted, the zone (``travel_time_s`` is its road time to the point's cell,
+        ``travel_time_by`` "road"); elsewhere its radius as the crow flies, which every zone
+        lies within (``travel_time_by`` "straight_line")."""
         region = self.shards.catalog.region_for(lat, lng).region
         async with self.shards.connection(region) as conn:
             cur = await conn.execute(
@@ -35,17 +49,44 @@ class RestaurantQueries:
                 (lng, lat, region, radius_mi * METRES_PER_MILE),
             )
             rows = await cur.fetchall()
-        return [
-            {
-                "restaurant_id": r["restaurant_id"],
-                "name": r["name"],
-                "lat": r["lat"],
-                "lng": r["lng"],
-                "distance_m": round(r["distance_m"], 1),
-                "travel_time_s": round(r["distance_m"] / _BASELINE_SPEED_MPS),
-            }
-            for r in rows
-        ]
+        zones = await self._zones(region, [r["restaurant_id"] for r in rows], lat, lng)
+        found = []
+        for r in rows:
+            zone = zones.get(r["restaurant_id"])
+            if zone is not None and not zone.can_deliver:
+                continue
+            by_road = zone is not None and zone.travel_time_s is not None
+            found.append(
+                {
+                    "restaurant_id": r["restaurant_id"],
+                    "name": r["name"],
+                    "lat": r["lat"],
+                    "lng": r["lng"],
+                    "distance_m": round(r["distance_m"], 1),
+                    "travel_time_s": round(
+                        zone.travel_time_s
+                        if zone is not None and zone.travel_time_s is not None
+                        else r["distance_m"] / _BASELINE_SPEED_MPS
+                    ),
+                    "travel_time_by": "road" if by_road else "straight_line",
+                }
+            )
+        return found
+
+    async def _zones(
+        self, region: str, restaurant_ids: list[str], lat: float, lng: float
+    ) -> dict[str, Delivery]:
+        """The trusted zones' answers (none: no road service, no map, no zones, or FalkorDB
+        unavailable; the radius then decides, as it does for placement)."""
+        if self.roads is None or not restaurant_ids:
+            return {}
+        try:
+            db = await self.roads.graph_db()
+            return await zone_verdicts(
+                db, region, restaurant_ids, lat, lng, graph=self.zones_graph(region)
+            )
+        except (NotFound, DependencyUnavailable):
+            return {}
 
     async def get(self, restaurant_id: str) -> dict[str, Any]:
         """One restaurant with its menu and stock."""

@@ -82,6 +82,13 @@ OPTIONAL MATCH (r)-[e:CAN_DELIVER_TO]->(:Zone {h3: $cell})
 OPTIONAL MATCH (m:ZonesMeta)
 RETURN r.on_map, e.travel_time_s, e.distance_m, m.import_id
 """
+_VERDICTS = """
+UNWIND $ids AS id
+MATCH (r:Restaurant {id: id})
+OPTIONAL MATCH (r)-[e:CAN_DELIVER_TO]->(:Zone {h3: $cell})
+OPTIONAL MATCH (m:ZonesMeta)
+RETURN r.id, r.on_map, e.travel_time_s, e.distance_m, m.import_id
+"""
 
 
 class NoDeliveryZone(NotFound):
@@ -242,19 +249,40 @@ async def zone_verdict(
     zones for the region or for this restaurant, the restaurant off the road map, no road
     map, or zones built on another import than the road map's now). The zone and the road
     map's import id are read in one round trip."""
+    found = await zone_verdicts(db, region, [restaurant_id], lat, lng, graph)
+    return found.get(restaurant_id)
+
+
+async def zone_verdicts(
+    db: FalkorDB,
+    region: str,
+    restaurant_ids: list[str],
+    lat: float,
+    lng: float,
+    graph: str | None = None,
+) -> dict[str, Delivery]:
+    """``zone_verdict`` for several restaurants of the region at once (one round trip): the
+    answer of each one whose zone can be trusted; the others are absent."""
+    if not restaurant_ids:
+        return {}
     roads, zones = await read_rows_together(
         db,
         [
             (graph_name(region), READ_VERSION, {}),
-            _verdict_query(graph or zones_graph(region), restaurant_id, lat, lng),
+            (
+                graph or zones_graph(region),
+                _VERDICTS,
+                {"ids": restaurant_ids, "cell": cell_of(lat, lng)},
+            ),
         ],
     )
     if not roads or not zones:
-        return None
-    on_map, travel_s, road_m, built_on = zones[0]
-    if not on_map or built_on != roads[0][0]:
-        return None
-    return _delivery(travel_s, road_m)
+        return {}
+    return {
+        restaurant_id: _delivery(travel_s, road_m)
+        for restaurant_id, on_map, travel_s, road_m, built_on in zones
+        if on_map and built_on == roads[0][0]
+    }
 
 
 def _verdict_query(
