@@ -12,7 +12,15 @@ import pytest
 from ontheway.connections import Connections
 from ontheway.events.model import Event
 from ontheway.events.redis_streams import RedisStreamsBus
-from ontheway.events.relay import cursor_name, relay_batch, relay_lag, run_relay, start_at_end
+from ontheway.events.relay import (
+    HELD_BACK,
+    NEXT_EVENTS,
+    cursor_name,
+    relay_batch,
+    relay_lag,
+    run_relay,
+    start_at_end,
+)
 from ontheway.orders.lifecycle import EventType
 from ontheway.orders.service import OrderService
 from ontheway.orders.store import ShardAccess
@@ -188,3 +196,21 @@ async def test_an_event_held_back_by_an_older_transaction_goes_out_soon_after_it
         assert order["order_id"] not in seen
         await older.commit()  # sends no notification
     assert await published_soon(running_relay, order["order_id"])
+
+
+@pytest.mark.parametrize("query", [NEXT_EVENTS, HELD_BACK])
+async def test_the_relay_reads_from_its_cursor_by_the_index_not_every_event_before_it(
+    conns: Connections, stream: tuple[RedisStreamsBus, str], query: str
+) -> None:
+    _, cursor = stream
+    params = (cursor, 100) if query == NEXT_EVENTS else (cursor,)
+    async with conns.shard_connection("americas") as conn, conn.transaction():
+        # The test shard is small enough for a sequential scan to win; forbid it to see the
+        # plan of a large one.
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        cur = await conn.execute("EXPLAIN " + query, params)
+        plan = "\n".join(row["QUERY PLAN"] for row in await cur.fetchall())
+    # The cursor bounds the index scans (where they start), instead of filtering every
+    # event below the snapshot's xmin after reading it.
+    assert "Index Cond: (ROW(txid, seq) > ROW($0, $1))" in plan.replace("((ROW", "(ROW"), plan
+    assert "Filter: (ROW(" not in plan, plan
