@@ -179,9 +179,10 @@ def bench_orders(
 ) -> None:
     """Orders/s and latency, service layer and HTTP, beside pgbench on the same cluster (in a
     shard and region of the benchmark's own, removed afterwards)."""
+    from ontheway.bench.common import run_stoppable
     from ontheway.bench.orders import run
 
-    asyncio.run(
+    run_stoppable(
         run(
             load_settings(),
             map_file=map_file,

@@ -4,6 +4,10 @@ region of its own that are gone afterwards (no order left in a served region).""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -47,4 +51,24 @@ async def test_bench_orders_places_then_assigns_and_cancels_every_order(
     pgbench = results["pgbench_tps"]
     assert isinstance(pgbench, float) and pgbench > 0
     assert "status change: cancel" in console.export_text()
+    assert bench_leftovers(settings) == before
+
+
+def test_a_benchmark_stopped_by_sigterm_removes_its_world(settings: Settings) -> None:
+    before = bench_leftovers(settings)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ontheway", "bench", "orders", "--clients", "2", "--seconds", "60"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while bench_leftovers(settings)[1] == before[1]:  # its shard database exists
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        time.sleep(3)  # into the building of its world or the run itself
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 143
+    finally:
+        proc.kill()
     assert bench_leftovers(settings) == before

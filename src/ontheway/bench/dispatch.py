@@ -43,7 +43,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ontheway.bench.common import percentile
+from ontheway.bench.common import percentile, run_stoppable
 from ontheway.bench.world import BenchWorld
 from ontheway.connections import Connections
 from ontheway.events.factory import open_bus
@@ -268,7 +268,7 @@ class DispatchBench:
 
 def run_dispatch_bench(settings: Settings, console: Console, **options: Any) -> DispatchFigures:
     """Run the dispatch benchmark and print its figures."""
-    return asyncio.run(DispatchBench(settings, console, **options).run())
+    return run_stoppable(DispatchBench(settings, console, **options).run())
 
 
 # -- the relay and the workers (processes of their own, on the bench's shard only) -----------

@@ -31,7 +31,7 @@ import httpx
 from rich.console import Console
 
 from ontheway.auth import Role, issue_token
-from ontheway.bench.common import free_port, percentile, unlink_matching
+from ontheway.bench.common import free_port, percentile, run_stoppable, unlink_matching
 from ontheway.connections import redis_client
 from ontheway.fleet import keys
 from ontheway.fleet.model import METRES_PER_MILE, Fix, VehicleType
@@ -452,4 +452,4 @@ def run_fleet_bench(
 ) -> None:
     """Run the fleet benchmark and print its figures."""
     bench = FleetBench(settings, console, drivers, seconds, connections, rate, history)
-    asyncio.run(bench.run())
+    run_stoppable(bench.run())

@@ -22,6 +22,7 @@ from rich.table import Table
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
+from ontheway.bench.common import run_stoppable
 from ontheway.connections import GraphStore
 from ontheway.regions import BBox, Catalog, LatLng, Region
 from ontheway.roads.geo import haversine_m_arrays
@@ -468,4 +469,4 @@ async def _traffic(
 
 def run_roads_bench_sync(settings: Settings, path: Path, routes: int, console: Console) -> None:
     """Entry point of the CLI."""
-    asyncio.run(run_roads_bench(settings, path, routes, console))
+    run_stoppable(run_roads_bench(settings, path, routes, console))
