@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 
+from ontheway.api.live import KPI_SQL
 from ontheway.orders.lifecycle import EventType
 from ontheway.orders.pricing import money
 from ontheway.orders.queries import (
@@ -169,3 +170,18 @@ async def test_this_and_next_months_partitions_exist_on_every_shard_and_are_made
                     if name in await attached_to(conn, table):
                         await conn.execute(f"ALTER TABLE {table} DETACH PARTITION {name}")
                     await conn.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+async def test_the_dashboards_figures_read_the_regions_day_not_the_shards_month(
+    shards: ShardAccess,
+) -> None:
+    params = {"region": "sf", "tz": "America/Los_Angeles", "active": ACTIVE_STATUSES}
+    async with shards.connection("sf") as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")  # a large month's plan
+        cur = await conn.execute("EXPLAIN " + KPI_SQL, params)
+        plan = "\n".join(row["QUERY PLAN"] for row in await cur.fetchall())
+    # Today's and the last day's orders of the region from (region, created_at); the
+    # assignments of the last 15 minutes from the assignment events' own index.
+    assert "region_created_at_idx" in plan, plan
+    assert "ts_idx" in plan and "Index Cond: (ts >=" in plan, plan
+    assert "Seq Scan on orders" not in plan, plan
