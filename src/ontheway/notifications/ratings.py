@@ -25,6 +25,9 @@ from ontheway.orders.lifecycle import EventType, Status
 from ontheway.orders.models import iso
 from ontheway.orders.store import ShardAccess, fetch_order, insert_event
 
+RECENT_RATINGS = 500
+"""A driver's rating is the mean of this many of its latest ratings."""
+
 MAX_COMMENT = 500
 
 
@@ -96,13 +99,16 @@ async def rating_of(shards: ShardAccess, order_id: str) -> dict[str, Any]:
 
 
 async def refresh_driver_rating(conn: Any, driver_id: str) -> Decimal | None:
-    """Set ``drivers.rating`` to the mean of the driver's ratings (two decimals), in the
-    caller's transaction; returns it (None when the driver has no ratings or no row)."""
+    """Set ``drivers.rating`` to the mean of the driver's last ``RECENT_RATINGS`` ratings
+    (two decimals), in the caller's transaction; returns it (None when the driver has no
+    ratings or no row). Read from the index (driver, newest first, with the rating): the
+    same cost for a driver's ten-thousandth rating as for its tenth."""
     cur = await conn.execute(
-        "UPDATE drivers d SET rating = m.mean FROM (SELECT round(avg(rating), 2) AS mean"
-        " FROM ratings WHERE driver_id = %s) m"
+        "UPDATE drivers d SET rating = m.mean FROM (SELECT round(avg(r.rating), 2) AS mean"
+        " FROM (SELECT rating FROM ratings WHERE driver_id = %s"
+        " ORDER BY created_at DESC LIMIT %s) r) m"
         " WHERE d.driver_id = %s AND m.mean IS NOT NULL RETURNING d.rating",
-        (driver_id, driver_id),
+        (driver_id, RECENT_RATINGS, driver_id),
     )
     row = await cur.fetchone()
     return None if row is None else Decimal(row["rating"])
