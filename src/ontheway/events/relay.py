@@ -61,12 +61,13 @@ HELD_BACK = (
 """A row when an event past the cursor is held back (``EXISTS`` is planned as a sequential
 scan that expects to stop early, and reads every event when none is held)."""
 LAG = (
-    "SELECT count(*) AS n, min(e.ts) AS oldest FROM (SELECT ts FROM order_events e"
-    " WHERE (e.txid, e.seq) > (SELECT coalesce(c.last_txid, '0'), coalesce(c.last_seq, 0)"
-    "   FROM (SELECT 1) one LEFT JOIN outbox_cursor c ON c.stream = %s)"
-    " LIMIT 100000) e"
+    "SELECT count(*) AS n, min(e.ts) AS oldest,"
+    " (SELECT true FROM outbox_cursor WHERE stream = %s) AS tracked"
+    " FROM (SELECT ts FROM order_events e"
+    f" WHERE (e.txid, e.seq) > {_CURSOR} ORDER BY e.txid, e.seq LIMIT 100000) e"
 )
-"""Unpublished events (up to 100,000) and the oldest one's time; no cursor: every event."""
+"""Unpublished events (up to 100,000), the oldest one's time, and whether the cursor exists
+(without it nothing is read: counting from the start read up to 100,000 events per call)."""
 HELD_BACK_FIRST_S = 0.005  # held-back rows: look again after this, doubling up to the max
 HELD_BACK_MAX_S = 0.05
 MIN_GAP_S = 0.005  # at most one pass per 5 ms: commits arriving together share a batch
@@ -167,14 +168,18 @@ async def start_at_end(conns: Connections, shard: str, cursor: str) -> None:
             await conn.commit()
 
 
-async def relay_lag(conns: Connections, shard: str, cursor: str) -> RelayLag:
-    """Unpublished events of a shard (counted up to 100,000) and the age of the oldest."""
+async def relay_lag(conns: Connections, shard: str, cursor: str) -> RelayLag | None:
+    """Unpublished events of a shard (counted up to 100,000) and the age of the oldest; None
+    when no relay has run there with this cursor (it would start at the end: see
+    ``start_at_end``)."""
     with dependency_errors(f"the orders shard {shard!r}"):
         async with conns.pool(shard).connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(LAG, (cursor,))
+            await cur.execute(LAG, (cursor, cursor))
             row = await cur.fetchone()
     assert row is not None
+    if not row["tracked"]:
+        return None
     oldest = row["oldest"]
     age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
     return RelayLag(shard, int(row["n"]), max(0.0, age))

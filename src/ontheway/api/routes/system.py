@@ -17,7 +17,8 @@ router = APIRouter()
 
 
 async def relay_lags(state: AppState) -> dict[str, dict[str, float] | None]:
-    """Each shard's outbox lag (None when the shard cannot tell)."""
+    """Each shard's outbox lag (None when the shard cannot tell: unreachable, or no relay
+    has run on it for this stream yet)."""
     shards = sorted(state.conns.shards)
     stream = state.settings.event_stream
     lags = await asyncio.gather(
@@ -25,7 +26,7 @@ async def relay_lags(state: AppState) -> dict[str, dict[str, float] | None]:
         return_exceptions=True,
     )
     return {
-        shard: None if isinstance(lag, BaseException)
+        shard: None if isinstance(lag, BaseException) or lag is None
         else {"events": lag.events, "seconds": round(lag.seconds, 3)}
         for shard, lag in zip(shards, lags, strict=True)
     }  # fmt: skip
