@@ -23,6 +23,7 @@ from psycopg.types.json import Jsonb
 from ontheway.connections import dependency_errors
 from ontheway.errors import Conflict, InvalidInput, NotFound
 from ontheway.eta.placement import PlacementLearner
+from ontheway.fleet.scripts import RELEASE_LOCK
 from ontheway.fleet.service import open_store
 from ontheway.orders import pricing
 from ontheway.orders.ids import new_id, region_of
@@ -49,12 +50,6 @@ _RESTAURANT_POINT = (
 
 IDEMPOTENCY_CLAIM_S = 24 * 3600
 """How long an Idempotency-Key is held across shards (on its shard: for good)."""
-
-# KEYS: the claim. ARGV: its value. Deletes the claim only if it is still this request's.
-RELEASE_CLAIM = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 def request_hash(customer_id: str, cmd: PlaceOrder) -> str:
@@ -124,15 +119,15 @@ class OrderPlacement:
         now = datetime.now(UTC)
         eta, zone = await self._prepare(region, cmd, now)
         order_id = new_id("ord", region)
-        digest = None if idempotency_key is None else request_hash(customer_id, cmd)
-        claim = None
-        if idempotency_key is not None and digest is not None:
+        digest, claim = "", None
+        if idempotency_key is not None:
+            digest = request_hash(customer_id, cmd)
             claim = await self._claim_everywhere(customer_id, idempotency_key, region, digest)
         try:
             # Pipeline mode: BEGIN, the reads and the write go out without waiting for each
             # other's answers; the connection waits only where a result is needed.
             async with self.shards.connection(region) as conn, conn.transaction():
-                if idempotency_key is not None and digest is not None:
+                if idempotency_key is not None:
                     first = await self._claim_key(
                         conn, customer_id, idempotency_key, digest, order_id
                     )
@@ -172,8 +167,8 @@ class OrderPlacement:
     async def _release_claim(self, name: str, value: str) -> None:
         redis = self.shards.conns.redis
         if redis is not None:
-            with dependency_errors("redis"):
-                await redis.eval(RELEASE_CLAIM, 1, name, value)
+            with dependency_errors("redis"):  # a claim is released as a lock is: by its owner
+                await redis.eval(RELEASE_LOCK, 1, name, value)
 
     async def _prepare(
         self, region: str, cmd: PlaceOrder, now: datetime
