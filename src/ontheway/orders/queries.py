@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from ontheway.errors import DependencyUnavailable
 from ontheway.orders.audit import rebuild
@@ -16,6 +17,7 @@ from ontheway.orders.pricing import money
 from ontheway.orders.store import ORDER_SELECT, ShardAccess, fetch_order
 
 ACTIVE_STATUSES = sorted(s.value for s in ACTIVE)
+T = TypeVar("T")
 
 # The seed's 30-day summary, per day (served by orders_customer_created).
 SUMMARY_SQL = """
@@ -84,28 +86,14 @@ class OrderQueries:
         shards; their days are merged. ``regions`` limits it to those regions' orders (an ops
         caller's regions; None: all)."""
         since = datetime.now(UTC) - timedelta(days=days)
-        by_shard: dict[str, list[str]] = {}
-        for entry in self.shards.catalog:
-            if regions is None or entry.region in regions:
-                by_shard.setdefault(self.shards.catalog.shard_for(entry.region), []).append(
-                    entry.region
-                )
         wanted = None if regions is None else sorted(regions)
-        results = await asyncio.gather(
-            *(self._summary(r[0], customer_id, since, wanted) for r in by_shard.values()),
-            return_exceptions=True,
+        asked = [r.region for r in self.shards.catalog if regions is None or r.region in regions]
+        per_shard, down = await self._each_shard(
+            asked, lambda shard_regions: self._summary(shard_regions[0], customer_id, since, wanted)
         )
-        per_shard: list[list[dict[str, Any]]] = []
-        unavailable: list[str] = []
-        for shard_regions, result in zip(by_shard.values(), results, strict=True):
-            if isinstance(result, DependencyUnavailable):
-                unavailable.extend(shard_regions)
-                if len(unavailable) == sum(len(r) for r in by_shard.values()):
-                    raise result  # nothing answered: the summary is unavailable
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                per_shard.append(result)
+        if down and not per_shard:
+            raise down[0][1]  # nothing answered: the summary is unavailable
+        unavailable = sorted(region for shard_regions, _ in down for region in shard_regions)
         merged: dict[Any, dict[str, Any]] = {}
         for rows in per_shard:
             for row in rows:
@@ -139,7 +127,7 @@ class OrderQueries:
             }
             for day in sorted(merged.values(), key=lambda d: d["order_date"], reverse=True)
         ]
-        return days_view, sorted(unavailable)
+        return days_view, unavailable
 
     async def _summary(
         self,
@@ -157,9 +145,6 @@ class OrderQueries:
     async def active_in_regions(self, regions: list[str]) -> dict[str, Any]:
         """Active orders of several regions, shard by shard; a shard that is down is reported
         as unavailable for its regions while the others answer."""
-        by_shard: dict[str, list[str]] = {}
-        for region in regions:
-            by_shard.setdefault(self.shards.catalog.shard_for(region), []).append(region)
 
         async def one(shard_regions: list[str]) -> list[dict[str, Any]]:
             async with self.shards.connection(shard_regions[0]) as conn:
@@ -170,17 +155,34 @@ class OrderQueries:
                 )
                 return [order_view(row) for row in await cur.fetchall()]
 
-        results = await asyncio.gather(*(one(r) for r in by_shard.values()), return_exceptions=True)
-        orders: list[dict[str, Any]] = []
-        unavailable: list[dict[str, Any]] = []
+        answers, down = await self._each_shard(regions, one)
+        return {
+            "orders": [order for orders in answers for order in orders],
+            "unavailable": [{"regions": r, "error": error.message} for r, error in down],
+        }
+
+    async def _each_shard(
+        self, regions: list[str], read: Callable[[list[str]], Awaitable[T]]
+    ) -> tuple[list[T], list[tuple[list[str], DependencyUnavailable]]]:
+        """``read`` on each shard holding some of ``regions`` (given those of its regions),
+        all at once: the answers of the shards that are up, and the regions of each shard
+        that is down with its error."""
+        by_shard: dict[str, list[str]] = {}
+        for region in regions:
+            by_shard.setdefault(self.shards.catalog.shard_for(region), []).append(region)
+        results = await asyncio.gather(
+            *(read(r) for r in by_shard.values()), return_exceptions=True
+        )
+        answers: list[T] = []
+        down: list[tuple[list[str], DependencyUnavailable]] = []
         for shard_regions, result in zip(by_shard.values(), results, strict=True):
             if isinstance(result, DependencyUnavailable):
-                unavailable.append({"regions": shard_regions, "error": result.message})
+                down.append((shard_regions, result))
             elif isinstance(result, BaseException):
                 raise result
             else:
-                orders.extend(result)
-        return {"orders": orders, "unavailable": unavailable}
+                answers.append(result)
+        return answers, down
 
 
 def event_view(row: dict[str, Any]) -> dict[str, Any]:

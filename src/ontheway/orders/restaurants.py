@@ -55,7 +55,7 @@ class RestaurantQueries:
             zone = zones.get(r["restaurant_id"])
             if zone is not None and not zone.can_deliver:
                 continue
-            by_road = zone is not None and zone.travel_time_s is not None
+            road_s = None if zone is None else zone.travel_time_s
             found.append(
                 {
                     "restaurant_id": r["restaurant_id"],
@@ -64,11 +64,9 @@ class RestaurantQueries:
                     "lng": r["lng"],
                     "distance_m": round(r["distance_m"], 1),
                     "travel_time_s": round(
-                        zone.travel_time_s
-                        if zone is not None and zone.travel_time_s is not None
-                        else r["distance_m"] / _BASELINE_SPEED_MPS
+                        r["distance_m"] / _BASELINE_SPEED_MPS if road_s is None else road_s
                     ),
-                    "travel_time_by": "road" if by_road else "straight_line",
+                    "travel_time_by": "straight_line" if road_s is None else "road",
                 }
             )
         return found
