@@ -76,12 +76,6 @@ MERGE (m:ZonesMeta)
 SET m.import_id = $import_id, m.max_travel_s = $max_travel_s, m.built_at = $built_at
 """
 _READ_META = "MATCH (m:ZonesMeta) RETURN m.import_id, m.max_travel_s"
-_VERDICT = """
-MATCH (r:Restaurant {id: $id})
-OPTIONAL MATCH (r)-[e:CAN_DELIVER_TO]->(:Zone {h3: $cell})
-OPTIONAL MATCH (m:ZonesMeta)
-RETURN r.on_map, e.travel_time_s, e.distance_m, m.import_id
-"""
 _VERDICTS = """
 UNWIND $ids AS id
 MATCH (r:Restaurant {id: id})
@@ -269,11 +263,7 @@ async def zone_verdicts(
         db,
         [
             (graph_name(region), READ_VERSION, {}),
-            (
-                graph or zones_graph(region),
-                _VERDICTS,
-                {"ids": restaurant_ids, "cell": cell_of(lat, lng)},
-            ),
+            _verdict_query(graph or zones_graph(region), restaurant_ids, lat, lng),
         ],
     )
     if not roads or not zones:
@@ -286,10 +276,11 @@ async def zone_verdicts(
 
 
 def _verdict_query(
-    name: str, restaurant_id: str, lat: float, lng: float
+    name: str, restaurant_ids: list[str], lat: float, lng: float
 ) -> tuple[str, str, dict[str, Any]]:
-    """The zones graph's query for the restaurant and the point's cell (``read_rows_together``)."""
-    return name, _VERDICT, {"id": restaurant_id, "cell": cell_of(lat, lng)}
+    """The zones graph's query for the restaurants and the point's cell
+    (``read_rows_together``): [id, on_map, travel_time_s, distance_m, import_id] each."""
+    return name, _VERDICTS, {"ids": restaurant_ids, "cell": cell_of(lat, lng)}
 
 
 async def _zone_row(
@@ -297,8 +288,8 @@ async def _zone_row(
 ) -> list[Any] | None:
     """[on_map, travel_time_s, distance_m, import_id] for the point's cell, or None when the
     graph does not exist or does not know the restaurant (one round trip)."""
-    (rows,) = await read_rows_together(db, [_verdict_query(name, restaurant_id, lat, lng)])
-    return rows[0] if rows else None
+    (rows,) = await read_rows_together(db, [_verdict_query(name, [restaurant_id], lat, lng)])
+    return rows[0][1:] if rows else None
 
 
 def _delivery(travel_s: Any, road_m: Any) -> Delivery:
