@@ -1,5 +1,6 @@
 import json
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -105,6 +106,17 @@ def test_the_openapi_description_is_served(server: Server) -> None:
     assert "/health" in httpx.get(f"{server.base_url}/openapi.json").json()["paths"]
 
 
+def unhealthy_quickly(base: str) -> dict[str, Any]:
+    """``/health`` of a server with a dependency down: 503 with the error body, within 5 s."""
+    started = time.monotonic()
+    resp = httpx.get(f"{base}/health", timeout=10)
+    assert time.monotonic() - started < 5
+    assert resp.status_code == 503
+    assert error_of(resp)["code"] == "dependency_unavailable"
+    body: dict[str, Any] = resp.json()
+    return body
+
+
 def test_a_dependency_that_is_down_gives_503_quickly_not_a_hang(server: Server) -> None:
     from ontheway.bench.common import free_port
 
@@ -118,12 +130,7 @@ def test_a_dependency_that_is_down_gives_503_quickly_not_a_hang(server: Server) 
         expect_status=503,
     )
     try:
-        started = time.monotonic()
-        resp = httpx.get(f"{base}/health", timeout=10)
-        assert time.monotonic() - started < 5
-        assert resp.status_code == 503
-        body = resp.json()
-        assert body["error"]["code"] == "dependency_unavailable"
+        body = unhealthy_quickly(base)
         assert body["dependencies"]["redis"]["ok"] is False
         assert body["dependencies"]["postgres:americas"]["ok"] is True
         ops = httpx.get(f"{base}/api/ops/dependencies", headers=server.auth(Role.OPS, "o_1"))
@@ -145,13 +152,8 @@ def test_a_shard_that_is_down_gives_503_quickly_and_is_named(
         expect_status=503,
     )
     try:
-        started = time.monotonic()
-        resp = httpx.get(f"{base}/health", timeout=10)
-        assert time.monotonic() - started < 5
-        assert resp.status_code == 503
-        body = resp.json()
-        assert error_of(resp)["code"] == "dependency_unavailable"
-        assert "postgres:europe" in str(error_of(resp)["message"])
+        body = unhealthy_quickly(base)
+        assert "postgres:europe" in str(body["error"]["message"])
         assert body["dependencies"]["postgres:europe"]["ok"] is False
         assert body["dependencies"]["postgres:americas"]["ok"] is True
         # A call that reads the shard that is down: an order of a European region.
