@@ -53,13 +53,16 @@ async def test_a_drivers_rating_is_the_mean_of_its_latest_ratings(
     await rate(shards, driver, [1], start + timedelta(days=2))
     async with shards.connection("sf") as conn:
         assert await refresh_driver_rating(conn, driver) == Decimal("4.99")  # (499 * 5 + 1) / 500
-        # Served by the index alone, not by reading every rating of the driver.
-        await conn.execute("SET enable_seqscan = off")
+    # The index gives the latest ratings in order: no reading and sorting every rating of the
+    # driver. (A fresh test table has no statistics: the planner is told what a large one
+    # would make it choose.)
+    async with shards.connection("sf") as conn, conn.transaction():
+        for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
+            await conn.execute(f"SET LOCAL {setting} = off")
         cur = await conn.execute(
             "EXPLAIN SELECT rating FROM ratings WHERE driver_id = %s"
             " ORDER BY created_at DESC LIMIT %s",
             (driver, RECENT_RATINGS),
         )
         plan = "\n".join(row["QUERY PLAN"] for row in await cur.fetchall())
-        await conn.execute("RESET enable_seqscan")
-    assert "Index Only Scan using ratings_driver_recent" in plan, plan
+    assert "Scan using ratings_driver_recent" in plan and "Sort" not in plan, plan
