@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -77,3 +80,17 @@ def grid_links(size: int) -> list[tuple[int, int]]:
         for di, dj in ((0, 1), (1, 0))
         if i + di < size and j + dj < size
     ]
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, inherit: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``python -m ontheway ARGS`` in a process of its own, its output captured: ``env`` adds
+    to this process's environment, or is the whole environment when ``inherit`` is False."""
+    return subprocess.run(
+        [sys.executable, "-m", "ontheway", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})} if inherit else env,
+    )

@@ -1,7 +1,5 @@
 import json
 import os
-import subprocess
-import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -19,16 +17,7 @@ from ontheway.schema.partitions import (
 )
 from ontheway.settings import Settings
 from tests.e2e.conftest import Server
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ontheway", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-    )
+from tests.helpers import run_cli
 
 
 @pytest.fixture
@@ -64,13 +53,7 @@ def test_token_with_an_unknown_region_fails_with_a_message(settings: Settings) -
 def test_token_refuses_the_development_secret_outside_local_mode(
     empty_state: dict[str, str],
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "ontheway", "token", "--role", "ops", "--sub", "ops_1"],
-        capture_output=True,
-        text=True,
-        env=empty_state,
-        timeout=60,
-    )
+    result = run_cli("token", "--role", "ops", "--sub", "ops_1", env=empty_state, inherit=False)
     assert result.returncode == 1
     assert "ONTHEWAY_JWT_SECRET" in result.stderr
     assert result.stdout == ""
@@ -78,13 +61,7 @@ def test_token_refuses_the_development_secret_outside_local_mode(
 
 def test_serve_without_settings_names_the_missing_setting(empty_state: dict[str, str]) -> None:
     env = {**empty_state, "ONTHEWAY_LOCAL": "true"}
-    result = subprocess.run(
-        [sys.executable, "-m", "ontheway", "serve"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    result = run_cli("serve", env=env, inherit=False)
     assert result.returncode == 1
     assert "ONTHEWAY_SHARD_DSNS" in result.stderr
     assert "Traceback" not in result.stderr
@@ -92,13 +69,7 @@ def test_serve_without_settings_names_the_missing_setting(empty_state: dict[str,
 
 def test_a_malformed_setting_names_the_variable(empty_state: dict[str, str]) -> None:
     env = {**empty_state, "ONTHEWAY_API_PORT": "eighty"}
-    result = subprocess.run(
-        [sys.executable, "-m", "ontheway", "serve"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    result = run_cli("serve", env=env, inherit=False)
     assert result.returncode == 1
     assert "ONTHEWAY_API_PORT" in result.stderr
 
@@ -107,13 +78,7 @@ def test_a_missing_postgresql_is_one_message_naming_what_to_install(
     empty_state: dict[str, str],
 ) -> None:
     env = {**empty_state, "ONTHEWAY_STACK_PG_BINDIR": "/nonexistent/bin"}
-    result = subprocess.run(
-        [sys.executable, "-m", "ontheway", "stack", "up"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    result = run_cli("stack", "up", env=env, inherit=False)
     assert result.returncode == 2
     assert "make setup" in result.stderr and "apt-get install" in result.stderr
     assert "Traceback" not in result.stderr

@@ -5,11 +5,10 @@ binaries, so that it neither starts nor stops the suite's stack.
 """
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from ontheway.bench.common import free_port
+from tests.helpers import run_cli
 
 # Answers what `check_postgis` asks the server: its version, and its share directory.
 FAKE_POSTGRES = """#!/bin/sh
@@ -52,13 +51,7 @@ def test_a_missing_postgis_is_one_message_naming_the_package_to_install(tmp_path
         ONTHEWAY_STACK_PG_PORT=str(free_port()),
         ONTHEWAY_STACK_REDIS_PORT=str(free_port()),
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "ontheway", "stack", "up"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    result = run_cli("stack", "up", env=env, inherit=False)
     assert result.returncode == 2, result.stderr
     # One message and nothing else (the console wraps it at 80 columns).
     assert " ".join(result.stderr.split()) == (
