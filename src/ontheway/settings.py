@@ -135,6 +135,10 @@ class Settings(BaseSettings):
     eta_driver_radius_m: float = Field(
         8000.0, gt=0, le=50_000, description="placement ETA: how far drivers are looked for"
     )
+    eta_supply_ttl_s: float = Field(
+        4.0, ge=0, le=60, description="placement ETA: world seconds for which the nearest "
+        "drivers' way to a restaurant is reused by its next orders (drivers report every 4 s)",
+    )  # fmt: skip
     reroute_max_orders: int = Field(
         500, ge=0, le=100_000, description="after a traffic change: active orders re-routed"
     )

@@ -4,6 +4,7 @@ region of its own that are gone afterwards (no order left in a served region).""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -50,7 +51,11 @@ async def test_bench_orders_places_then_assigns_and_cancels_every_order(
     assert 0 < assign.percentile(50) <= assign.percentile(99)
     pgbench = results["pgbench_tps"]
     assert isinstance(pgbench, float) and pgbench > 0
-    assert "status change: cancel" in console.export_text()
+    text = console.export_text()
+    assert "status change: cancel" in text
+    # The CPU each placement cost this process and the PostgreSQL servers, from /proc.
+    cpu = re.search(r"CPU per order placed .*: this process ([\d.]+), postgres ([\d.]+)", text)
+    assert cpu is not None and float(cpu[1]) > 0 and float(cpu[2]) > 0
     assert bench_leftovers(settings) == before
 
 

@@ -4,6 +4,7 @@ nobody else's tests use (Detroit, given San Francisco's box in a catalog of the 
 that nobody else's orders, drivers or traffic meet ours, while the ids stay those of a region
 the project's catalog knows (the session's audit reads every order with it)."""
 
+import asyncio
 import contextlib
 import random
 import time
@@ -34,6 +35,7 @@ from ontheway.roads.planning import (
     PICKUP_SERVICE_S,
     STRAIGHT_LINE_HANDOVER_S,
     STRAIGHT_LINE_SPEED_MPS,
+    PlacementEstimator,
 )
 from ontheway.roads.routing import RoadService
 from ontheway.roads.store import drop_graph, graph_name
@@ -201,6 +203,34 @@ async def test_the_estimate_by_road_is_the_sum_of_its_legs_and_follows_the_neare
     assert legs["delivered_s"] == pytest.approx(expected_s, abs=0.06)
     # No traffic on this map: both ways take their free-flow time.
     assert (legs["traffic_to_restaurant"], legs["traffic_to_customer"]) == (1.0, 1.0)
+
+
+async def test_the_drivers_near_a_restaurant_are_read_once_per_ttl_and_then_again(
+    world: World,
+) -> None:
+    """Within ``supply_ttl_s`` a restaurant's next estimate reuses the drivers found near it
+    (one fleet search and one search of the map per restaurant, not per order); after, a
+    driver who came nearer is found."""
+    first, second, third = world.drivers
+    await put_driver(world, first, MOSCONE)
+    await put_driver(world, second, None)
+    await put_driver(world, third, None)
+    estimator = PlacementEstimator(
+        world.roads, world.fleet, allowance_s=300, drivers=5, radius_m=8000, supply_ttl_s=1.5
+    )
+    restaurant_id = world.restaurants[0]["restaurant_id"]  # at Union Square
+    before = await estimator.supply(world.region, restaurant_id, UNION_SQUARE)
+    assert before.driver is not None and before.driver["driver_id"] == first
+    assert before.drivers_near == 1
+    await put_driver(world, first, None)
+    await put_driver(world, second, NEAR_UNION_SQUARE)
+    assert await estimator.supply(world.region, restaurant_id, UNION_SQUARE) == before
+    await asyncio.sleep(1.6)
+    after = await estimator.supply(world.region, restaurant_id, UNION_SQUARE)
+    assert after.driver is not None and after.driver["driver_id"] == second
+    near = (await world.roads.route([NEAR_UNION_SQUARE, UNION_SQUARE])).duration_s
+    assert after.to_restaurant_s == pytest.approx(near, abs=0.06)
+    assert after.traffic == 1.0  # no traffic on this map
 
 
 async def test_without_a_near_driver_the_estimate_takes_the_assignment_allowance(

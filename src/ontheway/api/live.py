@@ -21,6 +21,7 @@ from ontheway.fleet import keys
 from ontheway.orders.lifecycle import ACTIVE
 from ontheway.orders.store import ShardAccess
 from ontheway.regions import Catalog
+from ontheway.shared_reads import SharedReads
 
 MAX_DRIVERS = 20_000
 """At most this many drivers per snapshot (a page cannot show more usefully); the counts say
@@ -178,10 +179,6 @@ async def snapshot(
     }
 
 
-def _failed(task: asyncio.Task[dict[str, Any]]) -> bool:
-    return task.done() and (task.cancelled() or task.exception() is not None)
-
-
 class LiveSnapshots:
     """Per region, one snapshot at a time shared by every socket that asks within
     ``max_age_s`` of it being taken."""
@@ -192,15 +189,10 @@ class LiveSnapshots:
         self.redis = redis
         self.shards = shards
         self.catalog = catalog
-        self.max_age_s = max_age_s
-        self._latest: dict[str, tuple[float, asyncio.Task[dict[str, Any]]]] = {}
+        self._latest: SharedReads[str, dict[str, Any]] = SharedReads(max_age_s)
 
     async def get(self, region: str) -> dict[str, Any]:
         """The region's snapshot: a fresh one, or one taken (or being taken) just now."""
-        now = time.monotonic()
-        found = self._latest.get(region)
-        if found is None or now - found[0] >= self.max_age_s or _failed(found[1]):
-            task = asyncio.ensure_future(snapshot(self.redis, self.shards, self.catalog, region))
-            found = (now, task)
-            self._latest[region] = found
-        return await asyncio.shield(found[1])
+        return await self._latest.get(
+            region, lambda: snapshot(self.redis, self.shards, self.catalog, region)
+        )

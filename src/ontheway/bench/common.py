@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -84,6 +86,42 @@ async def each(calls: list[Callable[[], Awaitable[object]]], clients: int) -> Lo
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
     return LoadResult(len(latencies), failed, time.perf_counter() - started, latencies)
+
+
+CPU_TRACKED = ("postgres", "redis-server")
+"""The servers whose CPU a benchmark reports beside its own (Redis's name covers FalkorDB)."""
+
+
+def cpu_seconds(names: tuple[str, ...] = CPU_TRACKED) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by this process and by every process of each
+    of ``names``, from ``/proc`` (Linux; empty elsewhere). A process that ends between two
+    readings takes its seconds with it, so compare readings over a window where the servers'
+    processes stay up (pooled connections)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found = dict.fromkeys(names, 0.0)
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return {}
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue  # ended meanwhile
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        if name in found:
+            fields = stat[stat.rindex(")") + 2 :].split()
+            found[name] += (int(fields[11]) + int(fields[12])) / tick
+    times = os.times()
+    return {"this process": times.user + times.system, **found}
+
+
+def cpu_ms_per(before: dict[str, float], after: dict[str, float], count: int) -> dict[str, float]:
+    """Milliseconds of CPU per operation of each process (or server) between two readings of
+    ``cpu_seconds``."""
+    if not count:
+        return {}
+    return {name: (after[name] - before.get(name, 0.0)) * 1000 / count for name in after}
 
 
 def free_port() -> int:

@@ -23,7 +23,14 @@ from rich.console import Console
 from rich.table import Table
 
 from ontheway.auth import Role, issue_token
-from ontheway.bench.common import LoadResult, closed_loop, each, free_port
+from ontheway.bench.common import (
+    LoadResult,
+    closed_loop,
+    cpu_ms_per,
+    cpu_seconds,
+    each,
+    free_port,
+)
 from ontheway.bench.world import BenchWorld
 from ontheway.orders.lifecycle import EventType
 from ontheway.orders.models import PlaceOrder
@@ -142,7 +149,9 @@ async def run(
             placed.append(row["order_id"])
 
         with console.status("service layer"):
-            results["service"] = await closed_loop(place, clients, seconds)
+            before = cpu_seconds()
+            results["service"] = service_run = await closed_loop(place, clients, seconds)
+            cpu = cpu_ms_per(before, cpu_seconds(), service_run.done + service_run.failed)
         with console.status("status changes: assign, then cancel, the orders just placed"):
             drivers = world.driver_ids
             changed = placed[:2000]
@@ -174,6 +183,9 @@ async def run(
     finally:
         await world.remove()
     _print(results, clients, seconds, console)
+    if cpu:
+        shares = ", ".join(f"{name} {ms:.2f}" for name, ms in cpu.items())
+        console.print(f"CPU per order placed through the service layer (ms): {shares}")
     return results
 
 

@@ -4,13 +4,13 @@ recent pace. Wall durations are turned into world seconds with each row's ``time
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
+
+from ontheway.shared_reads import SharedReads
 
 RECENT_ORDERS = 20  # a restaurant's last orders whose preparation is averaged
 RECENT_DELIVERIES = 10  # a driver's last deliveries whose pace is averaged
@@ -111,9 +111,8 @@ class RegionFacts:
     time per region; the estimates meanwhile wait for it."""
 
     def __init__(self, time_scale: float, ttl_s: float = REGION_FACTS_TTL_S) -> None:
-        self._wall_ttl_s = ttl_s / time_scale
         self._time_scale = time_scale
-        self._read: dict[str, tuple[float, asyncio.Future[dict[str, Any]]]] = {}
+        self._read: SharedReads[str, dict[str, Any]] = SharedReads(ttl_s / time_scale)
 
     async def add_to(
         self,
@@ -123,16 +122,8 @@ class RegionFacts:
         connection: Callable[[str], AbstractAsyncContextManager[Any]],
     ) -> RestaurantFacts:
         """``kitchen`` with the region's facts, read again when older than the TTL."""
-        held = self._read.get(region)
-        if (
-            held is None
-            or time.monotonic() - held[0] > self._wall_ttl_s
-            or held[1].get_loop() is not asyncio.get_running_loop()
-            or (held[1].done() and held[1].exception() is not None)
-        ):
-            held = (time.monotonic(), asyncio.ensure_future(self._fetch(region, now, connection)))
-            self._read[region] = held
-        return _with_region(kitchen, await asyncio.shield(held[1]))
+        row = await self._read.get(region, lambda: self._fetch(region, now, connection))
+        return _with_region(kitchen, row)
 
     async def _fetch(
         self,

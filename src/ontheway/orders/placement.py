@@ -84,6 +84,7 @@ class OrderPlacement:
                 allowance_s=settings.eta_assignment_allowance_s,
                 drivers=settings.eta_nearby_drivers,
                 radius_m=settings.eta_driver_radius_m,
+                supply_ttl_s=settings.eta_supply_ttl_s / settings.time_scale,
             )
 
     def _check_address(self, region: str, loc: DeliveryLocation) -> None:
@@ -124,8 +125,7 @@ class OrderPlacement:
             digest = request_hash(customer_id, cmd)
             claim = await self._claim_everywhere(customer_id, idempotency_key, region, digest)
         try:
-            # Pipeline mode: BEGIN, the reads and the write go out without waiting for each
-            # other's answers; the connection waits only where a result is needed.
+            # BEGIN, the read that locks the stock, the write, COMMIT: a round trip each.
             async with self.shards.connection(region) as conn, conn.transaction():
                 if idempotency_key is not None:
                     first = await self._claim_key(

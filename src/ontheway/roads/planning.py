@@ -21,6 +21,7 @@ from ontheway.roads.delivery import Delivery, zone_verdict
 from ontheway.roads.errors import Unreachable
 from ontheway.roads.routing import RoadService
 from ontheway.roads.sequence import Objective, Plan, Stop, plan_stops
+from ontheway.shared_reads import SharedReads
 
 if TYPE_CHECKING:
     from ontheway.fleet.store import FleetStore
@@ -150,21 +151,49 @@ def straight_line_eta(
     return PlacementEta("straight_line", now + timedelta(seconds=total), legs)
 
 
-@dataclass
+@dataclass(frozen=True)
+class Supply:
+    """The available drivers near a restaurant and the nearest one's way to it by road, as a
+    placement's estimate uses them (``to_restaurant_s`` None: no driver reaches it)."""
+
+    to_restaurant_s: float | None
+    driver: dict[str, Any] | None
+    drivers_near: int
+    traffic: float | None
+
+
 class PlacementEstimator:
     """An order's estimate before its transaction: by road (the nearest available drivers'
     way to the restaurant, or an allowance when none is near; the preparation; the service
-    times; the restaurant's way to the customer), else the straight-line estimate."""
+    times; the restaurant's way to the customer), else the straight-line estimate.
 
-    roads: RoadService
-    fleet: FleetStore | None
-    allowance_s: float
-    drivers: int
-    radius_m: float
+    The drivers near a restaurant and their way to it are read once per ``supply_ttl_s``
+    (wall seconds) per restaurant and process and reused by its orders meanwhile: they change
+    as drivers report (every 4 s), not with each order, and they are the dear part (a fleet
+    search and a search of the map from the restaurant out to the drivers). The restaurant's
+    way to each customer is searched for each order."""
+
+    def __init__(
+        self,
+        roads: RoadService,
+        fleet: FleetStore | None,
+        *,
+        allowance_s: float,
+        drivers: int,
+        radius_m: float,
+        supply_ttl_s: float = 0.0,
+    ) -> None:
+        self.roads = roads
+        self.fleet = fleet
+        self.allowance_s = allowance_s
+        self.drivers = drivers
+        self.radius_m = radius_m
+        self._supplies: SharedReads[tuple[str, str], Supply] = SharedReads(supply_ttl_s)
 
     async def estimate(
         self,
         region: str,
+        restaurant_id: str,
         now: datetime,
         restaurant: LatLng,
         customer: LatLng,
@@ -174,7 +203,7 @@ class PlacementEstimator:
         """The road estimate; the straight-line one when the region has no map, a point is
         off it, no road joins them, or the graph is unavailable (the reason is kept)."""
         try:
-            return await self._by_road(region, now, restaurant, customer, prep_s)
+            return await self._by_road(region, restaurant_id, now, restaurant, customer, prep_s)
         except (InvalidInput, NotFound, DependencyUnavailable) as exc:
             reason = getattr(exc, "code", None) or type(exc).__name__
             log.debug("placement ETA by straight line in %s: %s", region, exc)
@@ -193,7 +222,7 @@ class PlacementEstimator:
         """The estimate and the restaurant's zone's answer for the address (None: no zone to
         trust, check the radius); both before the order's transaction."""
         return await asyncio.gather(
-            self.estimate(region, now, restaurant, customer, prep_s, distance_m),
+            self.estimate(region, restaurant_id, now, restaurant, customer, prep_s, distance_m),
             self._zone(region, restaurant_id, customer),
         )
 
@@ -204,9 +233,13 @@ class PlacementEstimator:
         except (NotFound, DependencyUnavailable):
             return None  # no road map, or FalkorDB unavailable: the radius decides
 
-    async def _by_road(
-        self, region: str, now: datetime, restaurant: LatLng, customer: LatLng, prep_s: float
-    ) -> PlacementEta:
+    async def supply(self, region: str, restaurant_id: str, restaurant: LatLng) -> Supply:
+        """The drivers near the restaurant and the nearest one's way to it (a recent read's)."""
+        return await self._supplies.get(
+            (region, restaurant_id), lambda: self._read_supply(region, restaurant)
+        )
+
+    async def _read_supply(self, region: str, restaurant: LatLng) -> Supply:
         # The cached map: the matrix below notices a re-import itself (and reloads), and the
         # map only says here which drivers stand near a road.
         network = await self.roads.network(region)
@@ -221,39 +254,51 @@ class PlacementEstimator:
                 for c, snapped in zip(found, near_road, strict=True)
                 if snapped is not None
             ]
-        matrix = await self.roads.many_to_many(
-            [*(point for _, point in drivers), restaurant], [restaurant, customer]
+        if not drivers:
+            return Supply(None, None, 0, None)
+        points = [point for _, point in drivers]
+        matrix = await self.roads.many_to_many(points, [restaurant])
+        reachable = [(row[0], i) for i, row in enumerate(matrix) if row[0] is not None]
+        if not reachable:
+            return Supply(None, None, 0, None)
+        best_s, best = min(reachable)
+        driver_id, start = drivers[best]
+        free = await self.roads.free_flow_matrix([start], [restaurant], [matrix[best]])
+        return Supply(
+            float(best_s),
+            {"driver_id": driver_id, "lat": start.lat, "lng": start.lng},
+            len(reachable),
+            slowdown(best_s, free[0][0]),
         )
-        to_customer = matrix[-1][1]
+
+    async def _by_road(
+        self,
+        region: str,
+        restaurant_id: str,
+        now: datetime,
+        restaurant: LatLng,
+        customer: LatLng,
+        prep_s: float,
+    ) -> PlacementEta:
+        matrix, supply = await asyncio.gather(
+            self.roads.many_to_many([restaurant], [customer]),
+            self.supply(region, restaurant_id, restaurant),
+        )
+        to_customer = matrix[0][0]
         if to_customer is None:
             raise Unreachable("no road joins the restaurant and the customer")
-        reachable = [
-            (row[0], d, i)
-            for i, (row, d) in enumerate(zip(matrix[:-1], drivers, strict=True))
-            if row[0] is not None
-        ]
-        driver: dict[str, Any] | None = None
-        to_restaurant = self.allowance_s
-        start = restaurant
-        best_row = -1
-        if reachable:
-            best_s, (driver_id, start), best_row = min(reachable, key=lambda r: r[0] or 0.0)
-            to_restaurant = float(best_s or 0.0)
-            driver = {"driver_id": driver_id, "lat": start.lat, "lng": start.lng}
-        # The matrix above holds the same ways now: from the driver's row (or the
-        # restaurant's, without a driver) and the restaurant's.
-        free = await self.roads.free_flow_matrix(
-            [start, restaurant], [restaurant, customer], [matrix[best_row], matrix[-1]]
-        )
+        free = await self.roads.free_flow_matrix([restaurant], [customer], matrix)
+        to_restaurant = self.allowance_s if supply.driver is None else supply.to_restaurant_s
+        assert to_restaurant is not None
         est = delivery_estimate(now, to_restaurant, prep_s, to_customer)
         legs = {
             **{k: v for k, v in est.to_dict().items() if k != "estimated_delivery"},
-            "to_restaurant_from": "nearest_driver" if driver else "allowance",
-            "driver": driver,
-            "drivers_near": len(reachable),
+            "to_restaurant_from": "nearest_driver" if supply.driver else "allowance",
+            "driver": supply.driver,
+            "drivers_near": supply.drivers_near,
             "pickup_service_s": PICKUP_SERVICE_S,
             "dropoff_service_s": DROPOFF_SERVICE_S,
-            "traffic_to_restaurant": slowdown(to_restaurant, free[0][0]) if driver else None,
-            "traffic_to_customer": slowdown(to_customer, free[1][1]),
+            "traffic_to_restaurant": supply.traffic,
+            "traffic_to_customer": slowdown(to_customer, free[0][0]),
         }
         return PlacementEta("road", est.estimated_delivery, legs)
