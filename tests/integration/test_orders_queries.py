@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 
 from ontheway.api.live import KPI_SQL
+from ontheway.orders.ids import created_span, new_id
 from ontheway.orders.lifecycle import EventType
 from ontheway.orders.pricing import money
 from ontheway.orders.queries import (
@@ -15,7 +16,7 @@ from ontheway.orders.queries import (
     OrderQueries,
 )
 from ontheway.orders.service import OrderService
-from ontheway.orders.store import ShardAccess
+from ontheway.orders.store import ORDER_BY_ID, ShardAccess
 from ontheway.schema.partitions import (
     PARTITIONED_TABLES,
     add_months,
@@ -104,6 +105,21 @@ async def test_each_list_query_is_served_by_an_index(
         plan = "\n".join(row["QUERY PLAN"] for row in await cur.fetchall())
     assert "Index" in plan and index in plan, plan
     assert "Seq Scan on orders" not in plan
+
+
+async def test_an_order_read_by_id_probes_only_its_months_partition(
+    shards: ShardAccess,
+) -> None:
+    """The id's time bounds ``created_at``: one monthly partition of ``orders`` and of the
+    payments read beside it, not every month the shard keeps."""
+    order_id = new_id("ord", "sf")
+    this_month = month_start(datetime.now(UTC).date())
+    async with shards.connection("sf") as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        cur = await conn.execute("EXPLAIN " + ORDER_BY_ID, (order_id, *created_span(order_id)))
+        plan = "\n".join(row["QUERY PLAN"] for row in await cur.fetchall())
+    assert f"on {partition_name('orders', this_month)} o" in plan, plan
+    assert partition_name("orders", add_months(this_month, 1)) not in plan, plan
 
 
 async def test_old_months_are_detached_for_archival_and_recent_ones_kept(

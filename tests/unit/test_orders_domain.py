@@ -6,7 +6,7 @@ import pytest
 from ontheway.errors import Conflict, NotFound
 from ontheway.orders import pricing
 from ontheway.orders.audit import rebuild
-from ontheway.orders.ids import new_id, region_of
+from ontheway.orders.ids import created_span, created_span_of, id_time, new_id, region_of
 from ontheway.orders.lifecycle import ACTIVE, BEFORE_PICKUP, EventType, Status, transition
 
 
@@ -75,6 +75,25 @@ def test_ids_carry_their_region_even_with_underscores() -> None:
     order_id = new_id("ord", "mexico_city")
     assert region_of(order_id, "ord") == "mexico_city"
     assert new_id("ord", "sf") != new_id("ord", "sf")
+
+
+def test_an_order_id_carries_the_time_it_was_made_and_bounds_its_creation() -> None:
+    before = datetime.now(UTC)
+    order_id = new_id("ord", "sf")
+    after = datetime.now(UTC)
+    made = id_time(order_id)
+    assert made is not None
+    assert before - timedelta(milliseconds=1) <= made <= after
+    earliest, latest = created_span(order_id)
+    assert earliest < before - timedelta(minutes=30) and after < latest < after + timedelta(hours=1)
+    # Ids made by another scheme (or by hand) carry no time: any creation time fits.
+    assert id_time("ord_sf_abcd") is None
+    lo, hi = created_span("ord_sf_abcd")
+    assert lo.year == 1 and hi.year == 9999
+    # Several ids: the span that holds each one's.
+    later = new_id("ord", "sf")
+    assert created_span_of([order_id, later]) == (earliest, created_span(later)[1])
+    assert created_span_of([]) == (lo, hi)
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,7 @@ from ontheway.errors import Conflict, OnTheWayError
 from ontheway.events.bus import EventBus
 from ontheway.events.worker import WorkerStats, run_worker
 from ontheway.fleet.model import Candidate, UnknownDriver, VehicleType
+from ontheway.orders.ids import created_span_of
 from ontheway.regions import LatLng
 from ontheway.roads.errors import NoRoadMap, OutsideRoadMap
 
@@ -87,7 +88,7 @@ SELECT o.order_id, o.status, o.restaurant_id, o.driver_id, o.created_at,
            AND e.event_type = 'ORDER_CONFIRMED'
          ORDER BY e.ts DESC LIMIT 1) AS promised_ready_at
 FROM orders o JOIN restaurants r ON r.restaurant_id = o.restaurant_id
-WHERE o.order_id = ANY(%s)
+WHERE o.order_id = ANY(%s) AND o.created_at BETWEEN %s AND %s
 """
 
 
@@ -244,7 +245,7 @@ class BatchDispatcher:
 
     async def _rows(self, region: str, ids: list[str]) -> dict[str, dict[str, Any]]:
         async with self.dispatcher.queries.shards.connection(region) as conn:
-            cur = await conn.execute(_OPEN_ORDERS, (ids,))
+            cur = await conn.execute(_OPEN_ORDERS, (ids, *created_span_of(ids)))
             return {row["order_id"]: row for row in await cur.fetchall()}
 
     async def _plannable(

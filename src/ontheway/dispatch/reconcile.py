@@ -38,7 +38,7 @@ from ontheway.fleet import keys
 from ontheway.fleet.model import UnknownDriver
 from ontheway.fleet.service import open_store
 from ontheway.fleet.store import FleetStore
-from ontheway.orders.ids import region_of
+from ontheway.orders.ids import created_span_of, region_of
 from ontheway.orders.lifecycle import WITH_DRIVER
 from ontheway.orders.store import ShardAccess
 from ontheway.regions import Catalog
@@ -112,8 +112,9 @@ class Reconciler:
         async with self.shards.connection(region) as conn:
             cur = await conn.execute(
                 "SELECT order_id, driver_id FROM orders"
-                " WHERE order_id = ANY(%s) AND status = ANY(%s) AND driver_id IS NOT NULL",
-                (list(order_ids), sorted(_CARRIED)),
+                " WHERE order_id = ANY(%s) AND created_at BETWEEN %s AND %s"
+                " AND status = ANY(%s) AND driver_id IS NOT NULL",
+                (list(order_ids), *created_span_of(order_ids), sorted(_CARRIED)),
             )
             return {row["order_id"]: row["driver_id"] for row in await cur.fetchall()}
 

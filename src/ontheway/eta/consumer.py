@@ -31,6 +31,7 @@ from ontheway.events.model import Event
 from ontheway.fleet.service import open_store
 from ontheway.fleet.store import FleetStore
 from ontheway.fleet.tracking import publish_eta
+from ontheway.orders.ids import created_span
 from ontheway.orders.lifecycle import EventType, Status
 from ontheway.regions import LatLng, load_catalog
 from ontheway.roads.errors import Unreachable
@@ -56,7 +57,7 @@ SELECT o.order_id, o.region, o.restaurant_id, o.status, o.driver_id, o.created_a
        coalesce(r.prep_time_mean_s, 0) AS prep_s, t.confirmed_prep_s, t.ready_at
 FROM orders o LEFT JOIN restaurants r USING (restaurant_id)
      LEFT JOIN order_timings t USING (order_id)
-WHERE o.order_id = %s
+WHERE o.order_id = %s AND o.created_at BETWEEN %s AND %s
 """
 
 
@@ -72,7 +73,7 @@ class Reestimator:
     async def reestimate(self, conn: Any, event: Event, stage: Stage) -> AfterCommit | None:
         """A new estimate of the order's delivery (None: the order is no longer under way,
         or its driver has no position)."""
-        cur = await conn.execute(_ORDER, (event.order_id,))
+        cur = await conn.execute(_ORDER, (event.order_id, *created_span(event.order_id)))
         order = await cur.fetchone()
         if order is None or order["status"] not in ACTIVE or order["driver_id"] is None:
             return None

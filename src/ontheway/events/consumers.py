@@ -18,6 +18,7 @@ from psycopg.types.json import Jsonb
 from ontheway.eta.log import insert_estimate
 from ontheway.events.model import Event
 from ontheway.notifications.consumer import NOTIFY_HANDLERS, RATINGS_HANDLERS
+from ontheway.orders.ids import created_span
 from ontheway.orders.lifecycle import EventType
 from ontheway.orders.pricing import money
 
@@ -43,8 +44,9 @@ class Consumer:
 async def _order(conn: Any, order_id: str) -> dict[str, Any]:
     cur = await conn.execute(
         "SELECT order_id, region, restaurant_id, driver_id, subtotal, delivery_fee, tip,"
-        " created_at, estimated_delivery, delivered_at FROM orders WHERE order_id = %s",
-        (order_id,),
+        " created_at, estimated_delivery, delivered_at FROM orders WHERE order_id = %s"
+        " AND created_at BETWEEN %s AND %s",
+        (order_id, *created_span(order_id)),
     )
     row = await cur.fetchone()
     if row is None:

@@ -27,6 +27,7 @@ from ontheway.notifications.messages import (
 )
 from ontheway.notifications.ratings import rated_driver, refresh_driver_rating
 from ontheway.notifications.store import push_notifications, store_notices
+from ontheway.orders.ids import created_span
 from ontheway.orders.lifecycle import EventType
 from ontheway.orders.models import iso
 
@@ -42,8 +43,8 @@ async def order_facts(conn: Any, event: Event) -> OrderFacts:
         "SELECT o.order_id, o.customer_id, o.restaurant_id, o.estimated_delivery,"
         " coalesce(%s, o.driver_id) AS driver_id, d.name AS driver_name"
         " FROM orders o LEFT JOIN drivers d ON d.driver_id = coalesce(%s, o.driver_id)"
-        " WHERE o.order_id = %s",
-        (driver, driver, event.order_id),
+        " WHERE o.order_id = %s AND o.created_at BETWEEN %s AND %s",
+        (driver, driver, event.order_id, *created_span(event.order_id)),
     )
     row = await cur.fetchone()
     if row is None:
@@ -52,8 +53,13 @@ async def order_facts(conn: Any, event: Event) -> OrderFacts:
     if event.event_type == EventType.DRIVER_ASSIGNED:
         cur = await conn.execute(
             "SELECT EXISTS (SELECT 1 FROM order_events WHERE order_id = %s"
-            " AND event_type = %s AND ts < %s) AS lost",
-            (event.order_id, EventType.DRIVER_UNAVAILABLE.value, event.ts),
+            " AND order_created_at BETWEEN %s AND %s AND event_type = %s AND ts < %s) AS lost",
+            (
+                event.order_id,
+                *created_span(event.order_id),
+                EventType.DRIVER_UNAVAILABLE.value,
+                event.ts,
+            ),
         )
         found = await cur.fetchone()
         reassigned = bool(found and found["lost"])

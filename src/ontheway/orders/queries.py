@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from ontheway.errors import DependencyUnavailable
 from ontheway.orders.audit import rebuild
-from ontheway.orders.ids import region_of
+from ontheway.orders.ids import created_span, region_of
 from ontheway.orders.lifecycle import ACTIVE
 from ontheway.orders.models import iso, order_view
 from ontheway.orders.pricing import money
@@ -57,8 +57,8 @@ class OrderQueries:
         async with self.shards.connection(region_of(order_id, "ord")) as conn:
             cur = await conn.execute(
                 "SELECT event_id, event_type, ts, data, actor FROM order_events"
-                " WHERE order_id = %s ORDER BY ts, seq",
-                (order_id,),
+                " WHERE order_id = %s AND order_created_at BETWEEN %s AND %s ORDER BY ts, seq",
+                (order_id, *created_span(order_id)),
             )
             return await cur.fetchall()
 

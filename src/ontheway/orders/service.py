@@ -14,7 +14,7 @@ from psycopg.types.json import Jsonb
 
 from ontheway.errors import Conflict, InvalidInput
 from ontheway.orders.change import OrderChanges
-from ontheway.orders.ids import region_of
+from ontheway.orders.ids import created_span, region_of
 from ontheway.orders.lifecycle import TRANSITIONS, EventType, Status
 from ontheway.orders.models import iso
 from ontheway.orders.store import ORDER_COLUMNS, PAYMENT_STATUS, fetch_order, insert_event
@@ -47,6 +47,7 @@ class OrderService(OrderChanges):
         columns = _columns(changes)
         params: dict[str, Any] = {
             "order_id": order_id,
+            **dict(zip(("earliest", "latest"), created_span(order_id), strict=True)),
             "sources": [s.value for s in rule.sources],
             "target": rule.target.value,
             "driver": expect_driver,
@@ -70,7 +71,7 @@ class OrderService(OrderChanges):
                 # Stock goes back: its rows are locked first, in id order, as placing an
                 # order locks them, so that concurrent cancels and orders never deadlock.
                 async with conn.transaction():
-                    await conn.execute(_LOCK_STOCK, (order_id,))
+                    await conn.execute(_LOCK_STOCK, (order_id, *created_span(order_id)))
                     cur = await conn.execute(statement, params)
                     row = await cur.fetchone()
             else:
@@ -154,8 +155,15 @@ class OrderService(OrderChanges):
         async with self.shards.connection(region) as conn, conn.transaction():
             cur = await conn.execute(
                 "UPDATE orders SET estimated_delivery = %s WHERE order_id = %s"
-                " AND status = ANY(%s) AND driver_id = %s RETURNING created_at",
-                (estimated_delivery, order_id, [s.value for s in statuses], expect_driver),
+                " AND created_at BETWEEN %s AND %s AND status = ANY(%s) AND driver_id = %s"
+                " RETURNING created_at",
+                (
+                    estimated_delivery,
+                    order_id,
+                    *created_span(order_id),
+                    [s.value for s in statuses],
+                    expect_driver,
+                ),
             )
             updated = await cur.fetchone()
             if updated is None:
@@ -204,7 +212,8 @@ def _transition_statement(
     sets = "".join(f", {column} = %({column})s" for column in columns)
     parts = [
         f"o AS (UPDATE orders SET status = %(target)s{sets}"
-        " WHERE order_id = %(order_id)s AND status = ANY(%(sources)s)"
+        " WHERE order_id = %(order_id)s AND created_at BETWEEN %(earliest)s AND %(latest)s"
+        " AND status = ANY(%(sources)s)"
         + (" AND driver_id = %(driver)s" if expects_driver else "")
         + " RETURNING *)"
     ]
@@ -239,5 +248,6 @@ def _transition_statement(
 _LOCK_STOCK = (
     "SELECT i.item_id FROM orders o, jsonb_array_elements(o.items) AS line"
     " JOIN inventory i ON i.item_id = line->>'item_id'"
-    " WHERE o.order_id = %s ORDER BY i.item_id FOR UPDATE OF i"
+    " WHERE o.order_id = %s AND o.created_at BETWEEN %s AND %s"
+    " ORDER BY i.item_id FOR UPDATE OF i"
 )

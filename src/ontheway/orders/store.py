@@ -13,6 +13,7 @@ from psycopg.types.json import Jsonb
 
 from ontheway.connections import Connections
 from ontheway.errors import NotFound
+from ontheway.orders.ids import created_span
 from ontheway.orders.lifecycle import EventType
 from ontheway.regions import Catalog
 
@@ -32,6 +33,8 @@ PAYMENT_STATUS = """(SELECT p.status FROM payments p WHERE p.order_id = o.order_
           AND p.order_created_at = o.created_at ORDER BY p.created_at DESC LIMIT 1)"""
 """The latest payment status of the order ``o``."""
 ORDER_SELECT = f"SELECT {ORDER_COLUMNS},\n       {PAYMENT_STATUS} AS payment_status\nFROM orders o "
+ORDER_BY_ID = ORDER_SELECT + "WHERE o.order_id = %s AND o.created_at BETWEEN %s AND %s"
+"""One order by its id and ``created_span``: the partition of its month only."""
 
 
 class ShardAccess:
@@ -68,7 +71,8 @@ async def insert_event(
 async def fetch_order(conn: Conn, order_id: str, *, lock: bool = False) -> dict[str, Any]:
     """One order row with its payment status; NotFound when there is none."""
     cur = await conn.execute(
-        ORDER_SELECT + " WHERE o.order_id = %s" + (" FOR UPDATE OF o" if lock else ""), (order_id,)
+        ORDER_BY_ID + (" FOR UPDATE OF o" if lock else ""),
+        (order_id, *created_span(order_id)),
     )
     row = await cur.fetchone()
     if row is None:
