@@ -121,6 +121,23 @@ def db_detach(
         console.print(f"[bold]{shard}[/]: " + (", ".join(names) or "nothing to detach"))
 
 
+@db_app.command("prune")
+def db_prune() -> None:
+    """Delete the rows past retention on every shard (the API also does it every hour)."""
+    from ontheway.schema.admin import prune_shards
+    from ontheway.schema.retention import RETAINED
+
+    settings = load_settings()
+    shards = load_catalog(settings.region_catalog).shards()
+    for shard, deleted in asyncio.run(prune_shards(settings, shards)).items():
+        if deleted is None:
+            console.print(f"[bold]{shard}[/]: skipped, another pruner is at work on it")
+            continue
+        kept = {r.table: r.days(settings) for r in RETAINED}
+        parts = [f"{t} {n:,} (older than {kept[t]:g} days)" for t, n in deleted.items()]
+        console.print(f"[bold]{shard}[/]: deleted " + ", ".join(parts))
+
+
 @app.command()
 def seed(
     region: Annotated[str, typer.Option(help="region id, e.g. sf")],

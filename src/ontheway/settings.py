@@ -121,6 +121,20 @@ class Settings(BaseSettings):
         "moves (the simulator's speed; 1 on a real platform): road and service times are world "
         "seconds, timestamps wall seconds",
     )  # fmt: skip
+    retention_processed_events_days: float = Field(
+        7, gt=0, description="consumers' record of the events they handled (deduplication): "
+        "kept well past the stream's redelivery window",
+    )  # fmt: skip
+    retention_idempotency_keys_days: float = Field(
+        7, gt=0, description="a placement's Idempotency-Key on its shard: a retry within it "
+        "returns the first order",
+    )  # fmt: skip
+    retention_notifications_days: float = Field(
+        90, gt=0, description="stored notifications, read or not"
+    )
+    retention_eta_estimates_days: float = Field(
+        180, gt=0, description="the log of every delivery estimate made (ETA learning)"
+    )
     eta_model_dir: Path = Field(
         Path(".ontheway/models/eta"), description="learned ETA models, one folder per region"
     )

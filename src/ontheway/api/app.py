@@ -27,6 +27,7 @@ from ontheway.dispatch.reconcile import build_reconciler
 from ontheway.fleet.recorder import OrderEventsRecorder
 from ontheway.fleet.service import Fleet
 from ontheway.regions import load_catalog
+from ontheway.schema.admin import prune_every
 from ontheway.schema.partitions import keep_partitions_ahead
 from ontheway.settings import Settings
 from ontheway.tasks import tasks_logged_on_signal
@@ -54,7 +55,9 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         conns = await Connections.open(settings, shards=catalog.shards())
         app.state.ontheway = AppState(settings, jwt_key, catalog, conns)
-        upkeep = asyncio.create_task(keep_partitions_ahead(conns.shards))
+        upkeep = asyncio.gather(
+            keep_partitions_ahead(conns.shards), prune_every(settings, catalog.shards())
+        )
         app.state.fleet = Fleet.open(
             conns.require_redis(),
             catalog,

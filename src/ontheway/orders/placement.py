@@ -49,7 +49,8 @@ _RESTAURANT_POINT = (
 
 
 IDEMPOTENCY_CLAIM_S = 24 * 3600
-"""How long an Idempotency-Key is held across shards (on its shard: for good)."""
+"""How long an Idempotency-Key is held across shards (on its shard: the retention setting
+``retention_idempotency_keys_days``, ``schema/retention.py``)."""
 
 
 def request_hash(customer_id: str, cmd: PlaceOrder) -> str:
