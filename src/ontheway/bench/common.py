@@ -92,13 +92,16 @@ CPU_TRACKED = ("postgres", "redis-server")
 """The servers whose CPU a benchmark reports beside its own (Redis's name covers FalkorDB)."""
 
 
-def cpu_seconds(names: tuple[str, ...] = CPU_TRACKED) -> dict[str, float]:
-    """CPU seconds (user + system) used so far by this process and by every process of each
-    of ``names``, from ``/proc`` (Linux; empty elsewhere). A process that ends between two
-    readings takes its seconds with it, so compare readings over a window where the servers'
-    processes stay up (pooled connections)."""
+def cpu_seconds(
+    names: tuple[str, ...] = CPU_TRACKED, groups: dict[str, list[int]] | None = None
+) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by this process, by every process of each of
+    ``names`` and by each group of processes of ``groups`` (label -> pids), from ``/proc``
+    (Linux; empty elsewhere). A process that ends between two readings takes its seconds with
+    it, so compare readings over a window where the processes stay up (pooled connections)."""
     tick = os.sysconf("SC_CLK_TCK")
-    found = dict.fromkeys(names, 0.0)
+    found = dict.fromkeys([*names, *(groups or {})], 0.0)
+    group_of = {str(pid): label for label, pids in (groups or {}).items() for pid in pids}
     try:
         pids = [p for p in os.listdir("/proc") if p.isdigit()]
     except OSError:
@@ -108,7 +111,7 @@ def cpu_seconds(names: tuple[str, ...] = CPU_TRACKED) -> dict[str, float]:
             stat = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
             continue  # ended meanwhile
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        name = group_of.get(pid) or stat[stat.index("(") + 1 : stat.rindex(")")]
         if name in found:
             fields = stat[stat.rindex(")") + 2 :].split()
             found[name] += (int(fields[11]) + int(fields[12])) / tick

@@ -37,13 +37,13 @@ import random
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from ontheway.bench.common import percentile, run_stoppable
+from ontheway.bench.common import cpu_ms_per, cpu_seconds, percentile, run_stoppable
 from ontheway.bench.world import BenchWorld
 from ontheway.connections import Connections
 from ontheway.events.factory import open_bus
@@ -70,6 +70,7 @@ class DispatchFigures:
     generator_lag_ms: float
     latencies_ms: list[float]
     relay_ms: list[float]  # ORDER_PLACED: commit -> XADD to the stream
+    cpu_ms: dict[str, float] = field(default_factory=dict)  # per order placed, per process
 
     def percentile(self, q: int) -> float:
         """The q-th percentile of the latencies (q in 1..99), NaN when there are none."""
@@ -116,10 +117,14 @@ class DispatchBench:
             with self.console.status("warming up (networks loaded, plans cached)"):
                 ids, _, _ = await self._place(service, 10.0, WARMUP_ORDERS / 10.0)
                 await self._wait_assigned(ids, 60.0)
+            groups = {"relay and workers": [p.pid for p in parts]}
             with self.console.status(f"{self.rate:g} orders/s for {self.seconds:g} s"):
+                before = cpu_seconds(groups=groups)
                 ids, failed, lag_ms = await self._place(service, self.rate, self.seconds)
                 await self._wait_assigned(ids, 30.0 + self.seconds)
+                cpu = cpu_ms_per(before, cpu_seconds(groups=groups), len(ids))
             figures = await self._figures(ids, failed, lag_ms)
+            figures.cpu_ms.update(cpu)
         finally:
             await stop_parts({str(i): p for i, p in enumerate(parts)})
             with self.console.status("cleaning up"):
@@ -264,6 +269,13 @@ class DispatchBench:
             f"  rate reached: {f.placed_per_s:.1f} orders/s placed, {f.assigned_per_s:.1f}/s "
             f"assigned; generator's worst lag behind schedule {f.generator_lag_ms:.1f} ms"
         )
+        if f.cpu_ms:
+            labels = {"this process": "the generator (placing)"}
+            shares = ", ".join(f"{labels.get(k, k)} {v:.1f}" for k, v in f.cpu_ms.items())
+            out.print(
+                f"  CPU per order (ms, from /proc): {shares}; in all "
+                f"{sum(f.cpu_ms.values()):.1f}, {os.cpu_count()} cores"
+            )
 
 
 def run_dispatch_bench(settings: Settings, console: Console, **options: Any) -> DispatchFigures:
