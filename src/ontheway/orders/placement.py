@@ -38,7 +38,12 @@ from ontheway.orders.models import (
 from ontheway.orders.store import Conn, ShardAccess, fetch_order
 from ontheway.regions import LatLng, OutsideAllRegions
 from ontheway.roads.delivery import Delivery
-from ontheway.roads.planning import PlacementEstimator, PlacementEta, straight_line_eta
+from ontheway.roads.planning import (
+    NewOrder,
+    PlacementEstimator,
+    PlacementEta,
+    straight_line_eta,
+)
 from ontheway.roads.routing import RoadService
 
 _RESTAURANT_POINT = (
@@ -195,13 +200,15 @@ class OrderPlacement:
             eta = straight_line_eta(now, prep_s, distance_m, "no_road_service")
             return self.learner.learned(region, eta, kitchen, now), None
         eta, zone = await self.estimator.prepare(
-            region,
-            cmd.restaurant_id,
-            now,
-            LatLng(lat=found["lat"], lng=found["lng"]),
-            LatLng(lat=loc.lat, lng=loc.lng),
-            prep_s,
-            distance_m,
+            NewOrder(
+                region,
+                cmd.restaurant_id,
+                now,
+                LatLng(lat=found["lat"], lng=found["lng"]),
+                LatLng(lat=loc.lat, lng=loc.lng),
+                prep_s,
+                distance_m,
+            )
         )
         return self.learner.learned(region, eta, kitchen, now), zone
 

@@ -152,6 +152,20 @@ def straight_line_eta(
 
 
 @dataclass(frozen=True)
+class NewOrder:
+    """What a placement's estimate starts from: the restaurant (its point, its preparation
+    time, its crow's distance to the customer) and the customer's point."""
+
+    region: str
+    restaurant_id: str
+    now: datetime
+    restaurant: LatLng
+    customer: LatLng
+    prep_s: float
+    distance_m: float
+
+
+@dataclass(frozen=True)
 class Supply:
     """The available drivers near a restaurant and the nearest one's way to it by road, as a
     placement's estimate uses them (``to_restaurant_s`` None: no driver reaches it)."""
@@ -190,40 +204,21 @@ class PlacementEstimator:
         self.radius_m = radius_m
         self._supplies: SharedReads[tuple[str, str], Supply] = SharedReads(supply_ttl_s)
 
-    async def estimate(
-        self,
-        region: str,
-        restaurant_id: str,
-        now: datetime,
-        restaurant: LatLng,
-        customer: LatLng,
-        prep_s: float,
-        distance_m: float,
-    ) -> PlacementEta:
+    async def estimate(self, order: NewOrder) -> PlacementEta:
         """The road estimate; the straight-line one when the region has no map, a point is
         off it, no road joins them, or the graph is unavailable (the reason is kept)."""
         try:
-            return await self._by_road(region, restaurant_id, now, restaurant, customer, prep_s)
+            return await self._by_road(order)
         except (InvalidInput, NotFound, DependencyUnavailable) as exc:
             reason = getattr(exc, "code", None) or type(exc).__name__
-            log.debug("placement ETA by straight line in %s: %s", region, exc)
-            return straight_line_eta(now, prep_s, distance_m, reason)
+            log.debug("placement ETA by straight line in %s: %s", order.region, exc)
+            return straight_line_eta(order.now, order.prep_s, order.distance_m, reason)
 
-    async def prepare(
-        self,
-        region: str,
-        restaurant_id: str,
-        now: datetime,
-        restaurant: LatLng,
-        customer: LatLng,
-        prep_s: float,
-        distance_m: float,
-    ) -> tuple[PlacementEta, Delivery | None]:
+    async def prepare(self, order: NewOrder) -> tuple[PlacementEta, Delivery | None]:
         """The estimate and the restaurant's zone's answer for the address (None: no zone to
         trust, check the radius); both before the order's transaction."""
         return await asyncio.gather(
-            self.estimate(region, restaurant_id, now, restaurant, customer, prep_s, distance_m),
-            self._zone(region, restaurant_id, customer),
+            self.estimate(order), self._zone(order.region, order.restaurant_id, order.customer)
         )
 
     async def _zone(self, region: str, restaurant_id: str, customer: LatLng) -> Delivery | None:
@@ -271,18 +266,11 @@ class PlacementEstimator:
             slowdown(best_s, free[0][0]),
         )
 
-    async def _by_road(
-        self,
-        region: str,
-        restaurant_id: str,
-        now: datetime,
-        restaurant: LatLng,
-        customer: LatLng,
-        prep_s: float,
-    ) -> PlacementEta:
+    async def _by_road(self, order: NewOrder) -> PlacementEta:
+        restaurant, customer = order.restaurant, order.customer
         matrix, supply = await asyncio.gather(
             self.roads.many_to_many([restaurant], [customer]),
-            self.supply(region, restaurant_id, restaurant),
+            self.supply(order.region, order.restaurant_id, restaurant),
         )
         to_customer = matrix[0][0]
         if to_customer is None:
@@ -290,7 +278,7 @@ class PlacementEstimator:
         free = await self.roads.free_flow_matrix([restaurant], [customer], matrix)
         to_restaurant = self.allowance_s if supply.driver is None else supply.to_restaurant_s
         assert to_restaurant is not None
-        est = delivery_estimate(now, to_restaurant, prep_s, to_customer)
+        est = delivery_estimate(order.now, to_restaurant, order.prep_s, to_customer)
         legs = {
             **{k: v for k, v in est.to_dict().items() if k != "estimated_delivery"},
             "to_restaurant_from": "nearest_driver" if supply.driver else "allowance",
