@@ -88,35 +88,62 @@ async def each(calls: list[Callable[[], Awaitable[object]]], clients: int) -> Lo
     return LoadResult(len(latencies), failed, time.perf_counter() - started, latencies)
 
 
-CPU_TRACKED = ("postgres", "redis-server")
-"""The servers whose CPU a benchmark reports beside its own (Redis's name covers FalkorDB)."""
+def _stat(pid: str) -> tuple[int, float] | None:
+    """A process's parent and CPU seconds (user + system) so far; None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(
-    names: tuple[str, ...] = CPU_TRACKED, groups: dict[str, list[int]] | None = None
+    servers: dict[str, int] | None = None, groups: dict[str, list[int]] | None = None
 ) -> dict[str, float]:
-    """CPU seconds (user + system) used so far by this process, by every process of each of
-    ``names`` and by each group of processes of ``groups`` (label -> pids), from ``/proc``
-    (Linux; empty elsewhere). A process that ends between two readings takes its seconds with
+    """CPU seconds (user + system) used so far by this process, by each server of
+    ``servers`` (label -> its main pid: that process and its children, as PostgreSQL's
+    backends) and by each group of ``groups`` (label -> pids), from ``/proc`` (Linux; only
+    this process elsewhere). A process that ends between two readings takes its seconds with
     it, so compare readings over a window where the processes stay up (pooled connections)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    found = dict.fromkeys([*names, *(groups or {})], 0.0)
-    group_of = {str(pid): label for label, pids in (groups or {}).items() for pid in pids}
+    servers, groups = servers or {}, groups or {}
+    label_of = {pid: label for label, pid in servers.items()}
+    label_of |= {pid: label for label, pids in groups.items() for pid in pids}
+    found = dict.fromkeys([*servers, *groups], 0.0)
     try:
         pids = [p for p in os.listdir("/proc") if p.isdigit()]
     except OSError:
-        return {}
+        pids = []
     for pid in pids:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
+        stat = _stat(pid)
+        if stat is None:
             continue  # ended meanwhile
-        name = group_of.get(pid) or stat[stat.index("(") + 1 : stat.rindex(")")]
-        if name in found:
-            fields = stat[stat.rindex(")") + 2 :].split()
-            found[name] += (int(fields[11]) + int(fields[12])) / tick
+        parent, seconds = stat
+        label = label_of.get(int(pid))
+        if label is None and parent in servers.values():
+            label = label_of[parent]
+        if label is not None:
+            found[label] += seconds
     times = os.times()
     return {"this process": times.user + times.system, **found}
+
+
+LOOPBACK = {None, "127.0.0.1", "::1", "localhost"}
+
+
+async def server_pids(conn: Any, redis: Any) -> dict[str, int]:
+    """The main pids of the PostgreSQL server behind ``conn`` (a dict-row connection: its
+    backend's parent) and of the Redis server behind ``redis`` (its ``INFO``), for
+    ``cpu_seconds``; a server reached other than on loopback is left out (another host)."""
+    found: dict[str, int] = {}
+    cur = await conn.execute("SELECT pg_backend_pid() AS pid, host(inet_server_addr()) AS addr")
+    row = await cur.fetchone()
+    stat = _stat(str(row["pid"]))
+    if row["addr"] in LOOPBACK and stat is not None:
+        found["postgres"] = stat[0]
+    if redis.connection_pool.connection_kwargs.get("host") in LOOPBACK:
+        found["redis-server"] = int((await redis.info("server"))["process_id"])
+    return found
 
 
 def cpu_ms_per(before: dict[str, float], after: dict[str, float], count: int) -> dict[str, float]:

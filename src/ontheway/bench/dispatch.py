@@ -119,10 +119,11 @@ class DispatchBench:
                 await self._wait_assigned(ids, 60.0)
             groups = {"relay and workers": [p.pid for p in parts]}
             with self.console.status(f"{self.rate:g} orders/s for {self.seconds:g} s"):
-                before = cpu_seconds(groups=groups)
+                servers = await world.server_pids()
+                before = cpu_seconds(servers, groups)
                 ids, failed, lag_ms = await self._place(service, self.rate, self.seconds)
                 await self._wait_assigned(ids, 30.0 + self.seconds)
-                cpu = cpu_ms_per(before, cpu_seconds(groups=groups), len(ids))
+                cpu = cpu_ms_per(before, cpu_seconds(servers, groups), len(ids))
             figures = await self._figures(ids, failed, lag_ms)
             figures.cpu_ms.update(cpu)
         finally:

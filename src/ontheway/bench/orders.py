@@ -149,9 +149,10 @@ async def run(
             placed.append(row["order_id"])
 
         with console.status("service layer"):
-            before = cpu_seconds()
+            servers = await world.server_pids()
+            before = cpu_seconds(servers)
             results["service"] = service_run = await closed_loop(place, clients, seconds)
-            cpu = cpu_ms_per(before, cpu_seconds(), service_run.done + service_run.failed)
+            cpu = cpu_ms_per(before, cpu_seconds(servers), service_run.done + service_run.failed)
         with console.status("status changes: assign, then cancel, the orders just placed"):
             drivers = world.driver_ids
             changed = placed[:2000]

@@ -23,7 +23,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from ontheway.bench.common import unlink_matching
+from ontheway.bench.common import server_pids, unlink_matching
 from ontheway.connections import Connections
 from ontheway.errors import InvalidInput
 from ontheway.events.relay import cursor_name, start_at_end
@@ -125,6 +125,13 @@ class BenchWorld:
         """Shard access over this world's connections and catalog."""
         assert self.conns is not None
         return ShardAccess(self.conns, load_catalog(self.settings.region_catalog))
+
+    async def server_pids(self) -> dict[str, int]:
+        """The main pids of this world's PostgreSQL and Redis servers when they run on this
+        host (``bench.common.cpu_seconds``)."""
+        assert self.conns is not None
+        async with self.conns.shard_connection(self.shard) as conn:
+            return await server_pids(conn, self.conns.require_redis())
 
     async def query(self, statement: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         """Rows of one statement on this world's shard."""
