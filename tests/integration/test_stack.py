@@ -14,7 +14,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ontheway.bench.common import free_port
-from ontheway.stack.process import pid_alive, read_pid
+from ontheway.stack.process import pid_alive, port_open, read_pid
 
 
 @pytest.fixture
@@ -122,3 +122,26 @@ def test_redis_up_returns_once_its_data_is_loaded(tmp_path: Path) -> None:
         client.close()
     finally:
         redis_stack(root, port, "down")
+
+
+def test_redis_started_on_another_port_is_neither_forgotten_nor_doubled(tmp_path: Path) -> None:
+    """With the port setting changed since the state directory's Redis started, ``up`` and
+    ``down`` refuse and name it, and keep its PID file: ``down`` with its port still stops it."""
+    root, port, other = tmp_path / "redis", free_port(), free_port()
+    redis_stack(root, port, "up")
+    pid_file = root / "ontheway.pid"
+    pid = read_pid(pid_file)
+    try:
+        for verb in ("up", "down"):
+            code = (
+                "from pathlib import Path; from ontheway.stack.redis import RedisStack; "
+                f"RedisStack(Path({str(root)!r}), {other}).{verb}()"
+            )
+            refused = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+            assert refused.returncode != 0
+            assert f"(pid {pid}) listens on another port than {other}" in refused.stderr
+            assert read_pid(pid_file) == pid and pid is not None and pid_alive(pid)
+            assert not port_open(other)
+    finally:
+        redis_stack(root, port, "down")
+    assert pid is not None and not pid_alive(pid)

@@ -75,6 +75,16 @@ class RedisStack:
                 return pid
         return None
 
+    def _refuse_if_elsewhere(self) -> None:
+        """The PID file names a live Redis server on another port (the port setting changed
+        since it started): refuse, keeping the file, rather than forget that server."""
+        pid = read_pid(self.pid_file)
+        if pid and pid_alive(pid) and "redis-server" in " ".join(cmdline(pid)[:1]):
+            raise DependencyUnavailable(
+                f"the Redis server of {self.root} (pid {pid}) listens on another port than "
+                f"{self.port}: set ONTHEWAY_STACK_REDIS_PORT to the port it was started with"
+            )
+
     def up(self) -> str:
         """Start the server; idempotent, and a stale PID file is replaced."""
         server, module = find_binaries()
@@ -82,6 +92,7 @@ class RedisStack:
         if pid is not None:
             self._wait_loaded(pid)
             return f"already running (pid {pid})"
+        self._refuse_if_elsewhere()
         self.pid_file.unlink(missing_ok=True)
         if port_open(self.port):
             raise DependencyUnavailable(
@@ -150,6 +161,8 @@ class RedisStack:
     def down(self) -> str:
         """Stop the server that ``up`` started, by PID (SIGTERM flushes the AOF)."""
         pid = self.running_pid()
+        if pid is None:
+            self._refuse_if_elsewhere()
         self.pid_file.unlink(missing_ok=True)
         if pid is None:
             return "not running"
