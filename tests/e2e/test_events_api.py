@@ -190,7 +190,9 @@ async def test_run_dispatches_an_order_and_carries_it_to_the_drivers_payout(
             assert placed.status_code == 201, placed.text
             oid = placed.json()["order_id"]
             driver = None
-            for _ in range(300):  # the relay publishes ORDER_PLACED, the dispatcher assigns
+            # The relay publishes ORDER_PLACED, the dispatcher assigns: a minute at most, as
+            # the run's processes may still be starting on a loaded host.
+            for _ in range(600):
                 order = (
                     await http.get(f"/api/orders/{oid}", headers=auth(Role.OPS, "ops_1"))
                 ).json()
