@@ -193,6 +193,9 @@ def bench_orders(
     history: Annotated[
         int, typer.Option(min=0, help="orders of the last two hours in the region's ETA log")
     ] = 0,
+    processes: Annotated[
+        int, typer.Option(min=1, max=16, help="processes placing through the service layer")
+    ] = 1,
 ) -> None:
     """Orders/s and latency, service layer and HTTP, beside pgbench on the same cluster (in a
     shard and region of the benchmark's own, removed afterwards)."""
@@ -207,6 +210,7 @@ def bench_orders(
             seconds=seconds,
             console=console,
             history=history,
+            processes=processes,
         )
     )
 

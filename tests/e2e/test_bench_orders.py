@@ -59,6 +59,25 @@ async def test_bench_orders_places_then_assigns_and_cancels_every_order(
     assert bench_leftovers(settings) == before
 
 
+async def test_bench_orders_can_place_from_several_processes(settings: Settings) -> None:
+    """The service layer's placements from two processes of their own (as an API runs one per
+    core): their results merged, every order then assigned and cancelled, their CPU counted."""
+    before = bench_leftovers(settings)
+    console = Console(record=True, width=200)
+    results = await run(
+        settings, map_file=SF_MAP, clients=2, seconds=1, console=console, processes=2
+    )
+    placed, cancel = results["service"], results["cancel"]
+    assert isinstance(placed, LoadResult) and isinstance(cancel, LoadResult)
+    assert placed.done > 0 and placed.failed == 0
+    assert cancel.done == min(placed.done, 2000) and cancel.failed == 0
+    text = console.export_text()
+    assert "service (2 processes)" in text
+    cpu = re.search(r"CPU per order placed .*postgres ([\d.]+).*placing processes ([\d.]+)", text)
+    assert cpu is not None and float(cpu[1]) > 0 and float(cpu[2]) > 0, text
+    assert bench_leftovers(settings) == before
+
+
 def test_a_benchmark_stopped_by_sigterm_removes_its_world(settings: Settings) -> None:
     before = bench_leftovers(settings)
     proc = subprocess.Popen(

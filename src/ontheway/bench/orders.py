@@ -9,12 +9,15 @@ next server started on the stack."""
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import random
 import re
 import subprocess
 from functools import partial
 from pathlib import Path
+from queue import Empty
+from typing import Any
 
 import httpx
 import psycopg
@@ -32,10 +35,13 @@ from ontheway.bench.common import (
     free_port,
 )
 from ontheway.bench.world import BenchWorld
+from ontheway.connections import Connections
 from ontheway.orders.lifecycle import EventType
 from ontheway.orders.models import PlaceOrder
 from ontheway.orders.service import OrderService
-from ontheway.settings import Settings
+from ontheway.orders.store import ShardAccess
+from ontheway.regions import load_catalog
+from ontheway.settings import Settings, load_settings
 from ontheway.smoke import api_process
 from ontheway.stack.postgres import find_bindir
 
@@ -118,6 +124,109 @@ async def _fill_history(world: BenchWorld, orders: int) -> None:
         await conn.execute("ANALYZE order_timings")
 
 
+def _placer_main(
+    env: dict[str, str],
+    bodies: list[dict[str, Any]],
+    clients: int,
+    seconds: float,
+    ready: Any,
+    go: Any,
+    report: Any,
+    done: Any,
+) -> None:
+    """A placing process of its own (``processes`` > 1): the environment points it at the
+    benchmark's world; warmed up, it says so on ``ready``, waits for ``go``, places for
+    ``seconds``, reports its ``LoadResult`` and the ids it placed, and keeps its connections
+    (their server processes' CPU is counted) until ``done``."""
+    os.environ.update(env)
+    asyncio.run(_place_here(bodies, clients, seconds, (ready, go, report, done)))
+
+
+async def _place_here(
+    bodies: list[dict[str, Any]], clients: int, seconds: float, signals: tuple[Any, ...]
+) -> None:
+    ready, go, report, done = signals
+    settings = load_settings()
+    catalog = load_catalog(settings.region_catalog)
+    conns = await Connections.open(settings, shards=catalog.shards(), pool_max=max(20, clients))
+    try:
+        service = OrderService(ShardAccess(conns, catalog))
+        orders = [PlaceOrder.model_validate(b) for b in bodies]
+        placed: list[str] = []
+
+        async def place(n: int) -> None:
+            row, _ = await service.place(f"user_bench_{n % 997}", orders[n % len(orders)])
+            placed.append(row["order_id"])
+
+        await closed_loop(place, clients, 1.0)  # warm-up: pools filled, plans cached
+        placed.clear()
+        ready.put(os.getpid())
+        if not await asyncio.to_thread(go.wait, 300):
+            raise TimeoutError("no signal to start placing")
+        report.put((await closed_loop(place, clients, seconds), placed))
+        await asyncio.to_thread(done.wait, 300)
+    finally:
+        await conns.close()
+
+
+async def _place_in_processes(
+    world: BenchWorld, bodies: list[PlaceOrder], clients: int, seconds: float, processes: int
+) -> tuple[LoadResult, list[str], dict[str, float]]:
+    """The service layer in ``processes`` processes of its own, ``clients`` split among them,
+    as an API runs one process per core: their results merged, the ids placed and the CPU per
+    order of the placing processes and the servers."""
+    context = multiprocessing.get_context("spawn")
+    ready, report = context.Queue(), context.Queue()
+    go, done = context.Event(), context.Event()
+    env = {**os.environ, **world.child_env()}
+    payloads = [b.model_dump(mode="json") for b in bodies]
+    share = [clients // processes + (i < clients % processes) for i in range(processes)]
+    procs = [
+        context.Process(
+            target=_placer_main,
+            args=(env, payloads, n, seconds, ready, go, report, done),
+            daemon=True,
+        )
+        for n in share
+        if n
+    ]
+    try:
+        for proc in procs:
+            proc.start()
+        for _ in procs:  # each warmed up (imports, pools, plans) before the clock starts
+            await _from(ready, procs)
+        servers = await world.server_pids()
+        groups = {"placing processes": [p.pid for p in procs if p.pid is not None]}
+        before = cpu_seconds(servers, groups)
+        go.set()
+        results = [await _from(report, procs) for _ in procs]
+        after = cpu_seconds(servers, groups)
+    finally:
+        done.set()
+        for proc in procs:
+            await asyncio.to_thread(proc.join, 30)
+            if proc.is_alive():
+                proc.kill()
+    merged = LoadResult(
+        sum(r.done for r, _ in results),
+        sum(r.failed for r, _ in results),
+        max(r.seconds for r, _ in results),
+        [ms for r, _ in results for ms in r.latencies_ms],
+    )
+    placed = [order_id for _, ids in results for order_id in ids]
+    return merged, placed, cpu_ms_per(before, after, merged.done + merged.failed)
+
+
+async def _from(queue: Any, procs: list[Any]) -> Any:
+    """The next message of ``queue``; an error as soon as one of ``procs`` died instead."""
+    while True:
+        try:
+            return await asyncio.to_thread(queue.get, True, 1.0)
+        except Empty:
+            if any(p.exitcode not in (None, 0) for p in procs):
+                raise RuntimeError("a placing process died (its error is above)") from None
+
+
 async def run(
     settings: Settings,
     *,
@@ -126,9 +235,11 @@ async def run(
     seconds: float,
     console: Console,
     history: int = 0,
+    processes: int = 1,
 ) -> dict[str, LoadResult | float]:
     """Run the three measurements and print them side by side (``history``: orders of the
-    last two hours in the region's ETA log first)."""
+    last two hours in the region's ETA log first; ``processes``: the service layer's
+    placements made by that many processes of their own)."""
     world = BenchWorld(settings, map_file, drivers=100, restaurants=200)
     results: dict[str, LoadResult | float] = {}
     try:
@@ -139,9 +250,6 @@ async def run(
                 await _fill_history(world, history)
         bodies = _bodies(world, random.Random(7), 5000)
         service = OrderService(world.shards())
-        await closed_loop(
-            lambda n: service.place(f"user_bench_{n % 997}", bodies[n % 5000]), clients, 1.0
-        )  # warm-up: pools filled, plans cached
         placed: list[str] = []
 
         async def place(n: int) -> None:
@@ -149,10 +257,17 @@ async def run(
             placed.append(row["order_id"])
 
         with console.status("service layer"):
-            servers = await world.server_pids()
-            before = cpu_seconds(servers)
-            results["service"] = service_run = await closed_loop(place, clients, seconds)
-            cpu = cpu_ms_per(before, cpu_seconds(servers), service_run.done + service_run.failed)
+            if processes > 1:
+                results["service"], placed, cpu = await _place_in_processes(
+                    world, bodies, clients, seconds, processes
+                )
+            else:
+                await closed_loop(place, clients, 1.0)  # warm-up: pools filled, plans cached
+                placed.clear()
+                servers = await world.server_pids()
+                before = cpu_seconds(servers)
+                results["service"] = run_ = await closed_loop(place, clients, seconds)
+                cpu = cpu_ms_per(before, cpu_seconds(servers), run_.done + run_.failed)
         with console.status("status changes: assign, then cancel, the orders just placed"):
             drivers = world.driver_ids
             changed = placed[:2000]
@@ -183,7 +298,7 @@ async def run(
             )
     finally:
         await world.remove()
-    _print(results, clients, seconds, console)
+    _print(results, clients, seconds, console, processes)
     if cpu:
         shares = ", ".join(f"{name} {ms:.2f}" for name, ms in cpu.items())
         console.print(f"CPU per order placed through the service layer (ms): {shares}")
@@ -218,7 +333,11 @@ async def _http(
 
 
 def _print(
-    results: dict[str, LoadResult | float], clients: int, seconds: float, console: Console
+    results: dict[str, LoadResult | float],
+    clients: int,
+    seconds: float,
+    console: Console,
+    processes: int = 1,
 ) -> None:
     table = Table(
         "path",
@@ -229,7 +348,7 @@ def _print(
         title=f"orders placed, {clients} concurrent clients, {seconds:.0f} s each",
     )
     labels = {
-        "service": "service",
+        "service": "service" if processes == 1 else f"service ({processes} processes)",
         "http": "http",
         "assign": "status change: assign (service; per second: changes)",
         "cancel": "status change: cancel (payment voided, stock put back)",
