@@ -14,6 +14,7 @@ import os
 import random
 import re
 import subprocess
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from queue import Empty
@@ -124,6 +125,19 @@ async def _fill_history(world: BenchWorld, orders: int) -> None:
         await conn.execute("ANALYZE order_timings")
 
 
+def placer(
+    service: OrderService, bodies: list[PlaceOrder], placed: list[str]
+) -> Callable[[int], Awaitable[None]]:
+    """The closed loop's call: place body ``n`` (cycling) for one of 997 customers and keep
+    the order's id in ``placed``."""
+
+    async def place(n: int) -> None:
+        row, _ = await service.place(f"user_bench_{n % 997}", bodies[n % len(bodies)])
+        placed.append(row["order_id"])
+
+    return place
+
+
 def _placer_main(
     env: dict[str, str],
     bodies: list[dict[str, Any]],
@@ -154,9 +168,7 @@ async def _place_here(
         orders = [PlaceOrder.model_validate(b) for b in bodies]
         placed: list[str] = []
 
-        async def place(n: int) -> None:
-            row, _ = await service.place(f"user_bench_{n % 997}", orders[n % len(orders)])
-            placed.append(row["order_id"])
+        place = placer(service, orders, placed)
 
         await closed_loop(place, clients, 1.0)  # warm-up: pools filled, plans cached
         placed.clear()
@@ -252,9 +264,7 @@ async def run(
         service = OrderService(world.shards())
         placed: list[str] = []
 
-        async def place(n: int) -> None:
-            row, _ = await service.place(f"user_bench_{n % 997}", bodies[n % 5000])
-            placed.append(row["order_id"])
+        place = placer(service, bodies, placed)
 
         with console.status("service layer"):
             if processes > 1:

@@ -15,7 +15,6 @@ per shard at a time: the others skip it (an advisory lock)."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,8 +23,6 @@ import psycopg
 from psycopg import sql
 
 from ontheway.settings import Settings
-
-log = logging.getLogger(__name__)
 
 BATCH = 10_000
 LOCK = 0x6F7477_7072  # "otw" "pr": the pruner's advisory lock on a shard
