@@ -141,9 +141,17 @@ async def server_pids(conn: Any, redis: Any) -> dict[str, int]:
     stat = _stat(str(row["pid"]))
     if row["addr"] in LOOPBACK and stat is not None:
         found["postgres"] = stat[0]
-    if redis.connection_pool.connection_kwargs.get("host") in LOOPBACK:
-        found["redis-server"] = int((await redis.info("server"))["process_id"])
+    if (pid := await redis_pid(redis)) is not None:
+        found["redis-server"] = pid
     return found
+
+
+async def redis_pid(redis: Any) -> int | None:
+    """The pid of the Redis server behind ``redis`` (its ``INFO``), None when it is reached
+    other than on loopback (another host: its CPU cannot be read here)."""
+    if redis.connection_pool.connection_kwargs.get("host") not in LOOPBACK:
+        return None
+    return int((await redis.info("server"))["process_id"])
 
 
 def cpu_ms_per(before: dict[str, float], after: dict[str, float], count: int) -> dict[str, float]:

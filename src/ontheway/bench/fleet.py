@@ -31,7 +31,15 @@ import httpx
 from rich.console import Console
 
 from ontheway.auth import Role, issue_token
-from ontheway.bench.common import free_port, percentile, run_stoppable, unlink_matching
+from ontheway.bench.common import (
+    cpu_ms_per,
+    cpu_seconds,
+    free_port,
+    percentile,
+    redis_pid,
+    run_stoppable,
+    unlink_matching,
+)
 from ontheway.connections import redis_client
 from ontheway.fleet import keys
 from ontheway.fleet.model import METRES_PER_MILE, Fix, VehicleType
@@ -129,6 +137,7 @@ class IngestFigure:
     nearest_p50_ms: float
     nearest_p99_ms: float
     queries: int
+    cpu_us_per_fix: dict[str, float]  # the API, Redis, the generator, this process (queries)
 
 
 class FleetBench:
@@ -187,11 +196,18 @@ class FleetBench:
                 "ONTHEWAY_FLEET_HISTORY_ENABLED": "true" if self.history else "false",
             }
             try:
-                async with api_process(port, quiet=True, env=env) as (base, _):
+                async with api_process(port, quiet=True, env=env) as (base, api):
                     seed_per_s = await self._seed(store)
+                    servers = {"the API": api.pid}
+                    if (pid := await redis_pid(redis)) is not None:
+                        servers["Redis"] = pid
                     figures = [
-                        await self._ingest(store, base, port, "driver app: 1 fix per message", 1),
-                        await self._ingest(store, base, port, "gateway: 50 fixes per message", 50),
+                        await self._ingest(
+                            store, base, port, servers, "driver app: 1 fix per message", 1
+                        ),
+                        await self._ingest(
+                            store, base, port, servers, "gateway: 50 fixes per message", 50
+                        ),
                     ]
                     naive = await self._naive_geosearch(redis)
                     quiet = await self._query_while(store, time.perf_counter() + 3, pause_s=0)
@@ -232,7 +248,13 @@ class FleetBench:
         return time.perf_counter(), resp.json()
 
     async def _ingest(
-        self, store: FleetStore, base: str, port: int, mode: str, per_message: int
+        self,
+        store: FleetStore,
+        base: str,
+        port: int,
+        servers: dict[str, int],
+        mode: str,
+        per_message: int,
     ) -> IngestFigure:
         warmup = 2.0
         url = f"ws://127.0.0.1:{port}/ws/driver?token={self.token}"
@@ -254,8 +276,11 @@ class FleetBench:
         with self.console.status(f"ingest, {mode}: {self.seconds:g} s at {self.rate:,.0f}/s"):
             process.start()
             await asyncio.sleep(warmup)
+            groups = {"the generator": [process.pid or 0]}
             t0, n0 = time.perf_counter(), await store.fixes_applied(self.region)
+            cpu0 = cpu_seconds(servers, groups)
             latencies = await self._query_while(store, t0 + self.seconds)
+            cpu1 = cpu_seconds(servers, groups)
             t1, n1 = time.perf_counter(), await store.fixes_applied(self.region)
             sent, elapsed = await asyncio.to_thread(report.get, True, 120)
             await asyncio.to_thread(process.join, 30)
@@ -274,6 +299,9 @@ class FleetBench:
             nearest_p50_ms=percentile(latencies, 50),
             nearest_p99_ms=percentile(latencies, 99),
             queries=len(latencies),
+            cpu_us_per_fix={
+                part: ms * 1000 for part, ms in cpu_ms_per(cpu0, cpu1, n1 - n0).items()
+            },
         )
 
     async def _drained(self, http: httpx.AsyncClient, base: str) -> dict[str, int]:
@@ -438,6 +466,8 @@ class FleetBench:
                 f"p50 {fig.nearest_p50_ms:.2f} ms, p99 {fig.nearest_p99_ms:.2f} ms "
                 f"(target p99 <= 5 ms; {fig.queries:,} queries)"
             )
+            parts = ", ".join(f"{part} {us:.1f}" for part, us in fig.cpu_us_per_fix.items())
+            out.print(f"    CPU per fix stored (µs, from /proc): {parts}")
 
 
 def run_fleet_bench(
