@@ -88,6 +88,81 @@ async def test_a_fix_older_than_the_last_stored_is_ignored(
     await cleanup_homes(conns, [driver])
 
 
+async def test_fixes_of_one_driver_in_one_batch_keep_the_newest_whatever_their_order(
+    conns: Connections, region: str, uid: str
+) -> None:
+    store = make_store(conns)
+    driver = f"d_{uid}"
+    await store.register_driver(driver, region, VehicleType.CAR)
+    now = time.time()
+    first, second, late = (
+        Fix(driver, region, 37.70, -122.41, now - 2),
+        Fix(driver, region, 37.72, -122.41, now - 1),
+        Fix(driver, region, 37.71, -122.41, now - 1.5),
+    )
+    outcomes = await store.apply_fixes(region, [first, second, late])
+    assert outcomes == [Outcome.APPLIED, Outcome.APPLIED, Outcome.STALE]
+    assert await store.position(region, driver) == pytest.approx((37.72, -122.41), abs=1e-5)
+    stored = await store.last_fix(driver)
+    assert stored is not None and stored.timestamp == pytest.approx(now - 1, abs=1e-3)
+    assert await conns.require_redis().get(keys.fixes_applied(region)) == b"2"
+    await cleanup_homes(conns, [driver])
+
+
+async def test_each_fix_renews_the_heartbeat_but_its_deadline_is_rewritten_only_when_due(
+    conns: Connections, region: str, uid: str
+) -> None:
+    """The status key's TTL is renewed by every fix; the sweep's deadline only once less than
+    two thirds of the TTL remain of it (it never runs later than the status key)."""
+    store = make_store(conns, ttl_s=60)
+    driver = f"d_{uid}"
+    await put(store, region, driver, 0, VehicleType.CAR)
+    redis = conns.require_redis()
+    first = await redis.zscore(keys.heartbeats(region), driver)
+    await redis.expire(keys.status(region, driver), 5)
+    lat, lng = offset(0)
+    fix = Fix(driver, region, lat, lng, time.time())
+    assert await store.apply_fixes(region, [fix]) == [Outcome.APPLIED]
+    assert await redis.ttl(keys.status(region, driver)) > 55  # renewed
+    assert await redis.zscore(keys.heartbeats(region), driver) == first  # not yet due
+    await redis.zadd(keys.heartbeats(region), {driver: time.time() + 30})  # due now
+    fix = Fix(driver, region, lat, lng, time.time())
+    assert await store.apply_fixes(region, [fix]) == [Outcome.APPLIED]
+    assert await redis.zscore(keys.heartbeats(region), driver) > time.time() + 55
+    # A deadline that passes while the status key lives keeps the driver on the map.
+    await redis.zadd(keys.heartbeats(region), {driver: 0})
+    assert await store.sweep_expired([region]) == []
+    assert await store.position(region, driver) is not None
+    assert await redis.zscore(keys.heartbeats(region), driver) > time.time() + 55
+    await cleanup_homes(conns, [driver])
+
+
+async def test_a_driver_whose_status_key_is_gone_gets_it_back_from_its_profile(
+    conns: Connections, region: str, uid: str
+) -> None:
+    store = make_store(conns)
+    driver = f"d_{uid}"
+    await put(store, region, driver, 0, VehicleType.SCOOTER)
+    await store.add_order(region, driver, "o1")
+    await store.add_order(region, driver, "o2")  # at capacity: busy
+    redis = conns.require_redis()
+    await redis.delete(keys.status(region, driver))  # as if its heartbeat had expired
+    lat, lng = offset(5)
+    assert await store.apply_fixes(region, [Fix(driver, region, lat, lng, time.time())]) == [
+        Outcome.APPLIED
+    ]
+    assert await store.status(region, driver) is DriverStatus.BUSY
+    await store.remove_order(region, driver, "o1")
+    assert await store.status(region, driver) is DriverStatus.AVAILABLE
+    await store.remove_order(region, driver, "o2")
+    await store.set_status(region, driver, DriverStatus.OFFLINE)
+    assert await store.apply_fixes(region, [Fix(driver, region, lat, lng, time.time())]) == [
+        Outcome.APPLIED
+    ]
+    assert await store.status(region, driver) is DriverStatus.OFFLINE  # stays offline
+    await cleanup_homes(conns, [driver])
+
+
 async def test_a_fix_for_a_driver_registered_elsewhere_is_not_applied_here(
     conns: Connections, region: str, uid: str
 ) -> None:
@@ -226,6 +301,12 @@ async def test_moving_a_driver_takes_its_state_out_of_the_old_region(
     assert await store.position(region, driver) is None
     assert await store.active_orders(other, driver) == {"o1"}
     assert not await conns.require_redis().exists(keys.profile(region, driver))
+    assert not await conns.require_redis().hexists(keys.last_fix(region), driver)
+    # The last fix's time moved too: an older fix is still stale in the new region.
+    stamp = await conns.require_redis().hget(keys.last_fix(other), driver)
+    assert stamp is not None
+    older = Fix(driver, other, 37.70, -122.41, float(stamp) - 1)
+    assert await store.apply_fixes(other, [older]) == [Outcome.STALE]
     await purge(conns, other, [driver])
 
 

@@ -6,11 +6,12 @@ touch several of them and still run on a Redis Cluster, where a region lives on 
     drivers:locations:{sf}               GEO set: every driver's last position in the region
     drivers:heartbeats:{sf}              sorted set: driver -> when its heartbeat expires (s)
     drivers:fixes_applied:{sf}           counter of fixes stored (for operators, benchmarks)
+    drivers:last_fix:{sf}                hash: driver -> time of its last fix stored (s)
     drivers:unavailable_pending:{sf}     sorted set: expired drivers holding orders, until
                                          their DRIVER_UNAVAILABLE events are recorded
     driver:{sf}:drv_001:status           "available" | "busy", EX heartbeat TTL (gone = offline)
-    driver:{sf}:drv_001:profile          hash: vehicle_type, status wanted, ts of the last fix,
-                                         orders (count), rating, acceptance_rate
+    driver:{sf}:drv_001:profile          hash: vehicle_type, status wanted, orders (count),
+                                         rating, acceptance_rate
     driver:{sf}:drv_001:active_orders    set of order ids
     order:{sf}:ord_...:assignment_lock   owner token, SET NX EX 30
 
@@ -41,6 +42,11 @@ def heartbeats(region: str) -> str:
 
 def fixes_applied(region: str) -> str:
     return f"drivers:fixes_applied:{{{region}}}"
+
+
+def last_fix(region: str) -> str:
+    """When each driver's last stored fix was taken: ingest refuses older ones (stale)."""
+    return f"drivers:last_fix:{{{region}}}"
 
 
 def unavailable_pending(region: str) -> str:

@@ -9,50 +9,86 @@ from __future__ import annotations
 
 from ontheway.fleet.search import DENSE_MIN_RING_M, LAST_STEP
 
-# KEYS: locations, heartbeats, fixes counter. ARGV: prefix, ttl_s, then (id, lng, lat, ts)
-# per fix. Reply: one code per fix: 0 applied, 1 stale, 2 not registered in this region.
+# KEYS: locations, heartbeats, fixes counter, last fix times. ARGV: prefix, ttl_s, then
+# (id, lng, lat, ts) per fix. Reply: one code per fix: 0 applied, 1 stale, 2 not registered in
+# this region.
+# Redis spends its time per fix here, so the common case touches one key of the driver's own:
+# the last fix times and the heartbeat deadlines are read for the whole batch at once, the
+# status key's TTL is renewed by EXPIRE (its value follows the profile: the capacity scripts
+# keep both), and the profile is read only when that key is gone (expired, offline, first fix)
+# or no fix was stored yet. A heartbeat deadline is rewritten only once less than two thirds
+# of the TTL remain of it: the sweep checks the status key's own TTL before it expires anyone.
 INGEST = """
 local prefix, ttl = ARGV[1], tonumber(ARGV[2])
 local t = redis.call('TIME')
 local deadline = tonumber(t[1]) + tonumber(t[2]) / 1000000 + ttl
-local geo, beats, out = {}, {}, {}
-for i = 3, #ARGV, 4 do
-  local id, lng, lat, ts = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local pkey = prefix .. id .. ':profile'
-  local p = redis.call('HMGET', pkey, 'vehicle_type', 'status', 'ts', 'orders')
-  if not p[1] then
-    out[#out + 1] = 2
-  elseif p[3] and tonumber(p[3]) >= tonumber(ts) then
-    out[#out + 1] = 1
+local renew_before = deadline - ttl / 3
+local ids = {}
+for i = 3, #ARGV, 4 do ids[#ids + 1] = ARGV[i] end
+local last, due = {}, {}
+for i = 1, #ids, 1000 do
+  local chunk = {unpack(ids, i, math.min(i + 999, #ids))}
+  for _, v in ipairs(redis.call('HMGET', KEYS[4], unpack(chunk))) do last[#last + 1] = v end
+  for _, v in ipairs(redis.call('ZMSCORE', KEYS[2], unpack(chunk))) do due[#due + 1] = v end
+end
+local newest, stamps, geo, beats, out = {}, {}, {}, {}, {}
+for k, id in ipairs(ids) do
+  local i = 3 + (k - 1) * 4
+  local ts = ARGV[i + 3]
+  local prev = newest[id] or last[k]
+  local code = 0
+  if prev and tonumber(prev) >= tonumber(ts) then
+    code = 1
   else
-    redis.call('HSET', pkey, 'ts', ts)
-    local wanted = p[2] or 'available'
-    if wanted ~= 'offline' then
-      redis.call('SET', prefix .. id .. ':status', wanted, 'EX', ttl)
-    end
-    geo[#geo + 1] = lng
-    geo[#geo + 1] = lat
-    geo[#geo + 1] = id
-    beats[#beats + 1] = deadline
-    beats[#beats + 1] = id
-    if p[4] and tonumber(p[4]) > 0 then
-      local msg = cjson.encode({type = 'driver_location', driver_id = id,
-        lat = tonumber(lat), lng = tonumber(lng), timestamp = tonumber(ts)})
-      for _, order in ipairs(redis.call('SMEMBERS', prefix .. id .. ':active_orders')) do
-        redis.call('PUBLISH', 'order:' .. order .. ':driver_location', msg)
+    local skey = prefix .. id .. ':status'
+    if not prev or redis.call('EXPIRE', skey, ttl) == 0 then
+      local p = redis.call('HMGET', prefix .. id .. ':profile', 'vehicle_type', 'status')
+      if not p[1] then
+        code = 2
+      elseif p[2] ~= 'offline' then
+        redis.call('SET', skey, p[2] or 'available', 'EX', ttl)
       end
     end
-    out[#out + 1] = 0
+    if code == 0 then
+      if not newest[id] then
+        stamps[#stamps + 1] = id
+      end
+      newest[id] = ts
+      geo[#geo + 1] = ARGV[i + 1]
+      geo[#geo + 1] = ARGV[i + 2]
+      geo[#geo + 1] = id
+      if not due[k] or tonumber(due[k]) < renew_before then
+        beats[#beats + 1] = deadline
+        beats[#beats + 1] = id
+        due[k] = deadline
+      end
+      if redis.call('EXISTS', prefix .. id .. ':active_orders') == 1 then
+        local msg = cjson.encode({type = 'driver_location', driver_id = id,
+          lat = tonumber(ARGV[i + 2]), lng = tonumber(ARGV[i + 1]), timestamp = tonumber(ts)})
+        for _, order in ipairs(redis.call('SMEMBERS', prefix .. id .. ':active_orders')) do
+          redis.call('PUBLISH', 'order:' .. order .. ':driver_location', msg)
+        end
+      end
+    end
   end
+  out[k] = code
 end
 -- Variadic writes, in chunks that stay below Lua's limit on unpacked arguments.
+local times = {}
+for _, id in ipairs(stamps) do
+  times[#times + 1] = id
+  times[#times + 1] = newest[id]
+end
+for i = 1, #times, 2000 do
+  redis.call('HSET', KEYS[4], unpack(times, i, math.min(i + 1999, #times)))
+end
 for i = 1, #geo, 3000 do
   redis.call('GEOADD', KEYS[1], unpack(geo, i, math.min(i + 2999, #geo)))
 end
-for i = 1, #beats, 3000 do
-  redis.call('ZADD', KEYS[2], unpack(beats, i, math.min(i + 2999, #beats)))
+for i = 1, #beats, 2000 do
+  redis.call('ZADD', KEYS[2], unpack(beats, i, math.min(i + 1999, #beats)))
 end
-if #beats > 0 then redis.call('INCRBY', KEYS[3], #beats / 2) end
+if #geo > 0 then redis.call('INCRBY', KEYS[3], #geo / 3) end
 return out
 """
 

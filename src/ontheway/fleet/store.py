@@ -158,7 +158,8 @@ class FleetStore:
             read = self.redis.pipeline(transaction=False)
             read.hgetall(keys.profile(old, driver_id))
             read.smembers(keys.active_orders(old, driver_id))
-            profile, orders = await read.execute()
+            read.hget(keys.last_fix(old), driver_id)
+            profile, orders, last = await read.execute()
             # Copy, then switch the home, then delete: a crash in between leaves the driver
             # registered in its new region and at worst stale keys in the old one.
             write = self.redis.pipeline(transaction=True)
@@ -167,6 +168,8 @@ class FleetStore:
             write.hset(keys.profile(region, driver_id), mapping=fields)
             if orders:
                 write.sadd(keys.active_orders(region, driver_id), *orders)
+            if last is not None:
+                write.hset(keys.last_fix(region), driver_id, last)
             await write.execute()
             await self.redis.hset(keys.home(driver_id), "region", region)
         await self._leave_region(old, driver_id)
@@ -182,6 +185,7 @@ class FleetStore:
             )
             pipe.zrem(keys.locations(region), driver_id)
             pipe.zrem(keys.heartbeats(region), driver_id)
+            pipe.hdel(keys.last_fix(region), driver_id)
             await pipe.execute()
 
     # -- ingest -----------------------------------------------------------------------------
@@ -193,7 +197,12 @@ class FleetStore:
             args += (fix.driver_id, fix.lng, fix.lat, fix.timestamp)
         with dependency_errors("Redis"):
             codes = await self._ingest(
-                keys=[keys.locations(region), keys.heartbeats(region), keys.fixes_applied(region)],
+                keys=[
+                    keys.locations(region),
+                    keys.heartbeats(region),
+                    keys.fixes_applied(region),
+                    keys.last_fix(region),
+                ],
                 args=args,
             )
         return [Outcome(int(c)) for c in codes]
@@ -338,7 +347,7 @@ class FleetStore:
         with dependency_errors("Redis"):
             pipe = self.redis.pipeline(transaction=False)
             pipe.geopos(keys.locations(home.region), driver_id)
-            pipe.hget(keys.profile(home.region, driver_id), "ts")
+            pipe.hget(keys.last_fix(home.region), driver_id)
             found, ts = await pipe.execute()
         if not found or found[0] is None or ts is None:
             return None

@@ -147,6 +147,7 @@ async def retire_drivers(conns: Connections, worlds: list[RegionWorld]) -> None:
         for driver_id in world.driver_ids:
             pipe.zrem(keys.heartbeats(world.region), driver_id)
             pipe.zrem(keys.locations(world.region), driver_id)
+            pipe.hdel(keys.last_fix(world.region), driver_id)
             pipe.delete(keys.status(world.region, driver_id),
                         keys.profile(world.region, driver_id),
                         keys.active_orders(world.region, driver_id))  # fmt: skip
