@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
@@ -75,10 +76,15 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.fleet.start_task(
             "dispatch-reconcile", build_reconciler(conns, catalog, settings).run()
         )
+        # What start-up built lives as long as the app: out of the collector's full passes,
+        # which otherwise walk it again and again while fixes stream in (see Fleet in README).
+        gc.collect()
+        gc.freeze()
         try:
             with tasks_logged_on_signal():
                 yield
         finally:
+            gc.unfreeze()
             follow_up = getattr(app.state, "traffic_follow_up", None)
             if follow_up is not None:
                 await _step("traffic follow-up", follow_up.aclose())
