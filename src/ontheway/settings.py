@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     fleet_max_position_age_s: float = Field(300.0, gt=0, description="how old a fix may be")
     fleet_flush_interval_s: float = Field(0.01, gt=0, le=1, description="ingest batching window")
     fleet_batch_size: int = Field(250, ge=1, le=2000, description="updates per Lua call")
+    fleet_calls_in_flight: int = Field(
+        4, ge=1, le=64, description="ingest Lua calls sent to Redis before the first answers"
+    )
     fleet_lock_ttl_s: int = Field(30, gt=0, le=600, description="assignment lock lifetime")
     fleet_slow_path_interval_s: float = Field(60.0, gt=0, description="drivers table refresh")
     fleet_history_retention_days: int = Field(30, ge=1, description="location history kept")

@@ -1,4 +1,5 @@
 import asyncio
+import json
 import math
 import random
 import time
@@ -161,6 +162,44 @@ async def test_a_driver_whose_status_key_is_gone_gets_it_back_from_its_profile(
     ]
     assert await store.status(region, driver) is DriverStatus.OFFLINE  # stays offline
     await cleanup_homes(conns, [driver])
+
+
+async def test_only_drivers_holding_orders_publish_their_positions_to_them(
+    conns: Connections, region: str, uid: str
+) -> None:
+    store = make_store(conns)
+    driver, idle = f"d_{uid}", f"i_{uid}"
+    await put(store, region, driver, 0, VehicleType.CAR)
+    await put(store, region, idle, 10, VehicleType.CAR)
+    redis = conns.require_redis()
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(keys.tracking_channel("o1"), keys.tracking_channel("o2"))
+
+    async def heard() -> list[tuple[str, str]]:
+        found, until = [], time.monotonic() + 0.5
+        while (left := until - time.monotonic()) > 0:
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+            if msg is not None:
+                found.append((msg["channel"].decode(), json.loads(msg["data"])["driver_id"]))
+        return found
+
+    async def report() -> None:
+        fixes = [Fix(d, region, *offset(5), time.time()) for d in (driver, idle)]
+        assert await store.apply_fixes(region, fixes) == [Outcome.APPLIED] * 2
+
+    await store.add_order(region, driver, "o1")
+    await store.add_order(region, driver, "o2")
+    await report()
+    assert sorted(await heard()) == [("order:o1:driver_location", driver),
+                                     ("order:o2:driver_location", driver)]  # fmt: skip
+    await store.remove_order(region, driver, "o1")
+    await report()
+    assert await heard() == [("order:o2:driver_location", driver)]
+    await store.remove_order(region, driver, "o2")
+    await report()
+    assert await heard() == []
+    await pubsub.aclose()
+    await cleanup_homes(conns, [driver, idle])
 
 
 async def test_a_fix_for_a_driver_registered_elsewhere_is_not_applied_here(

@@ -218,17 +218,14 @@ class FleetBench:
                 await redis.aclose()
 
     async def _seed(self, store: FleetStore) -> float:
-        """Register every driver, a quarter of them busy, and store a first position each;
-        returns the direct (no API) Lua ingest rate of that first pass."""
+        """Register every driver, store a first position each, then make a quarter of them
+        busy on a delivery (an order each: their positions go to its tracking channel);
+        returns the direct (no API) Lua ingest rate of the first pass."""
         with self.console.status(f"registering {self.drivers:,} drivers"):
             vehicles = list(VehicleType)
             await store.register_many(
                 [(d, self.region, vehicles[i % 3]) for i, d in enumerate(self.ids)]
             )
-            pipe = store.redis.pipeline(transaction=False)
-            for d in self.ids[::4]:
-                pipe.hset(keys.profile(self.region, d), "status", "busy")
-            await pipe.execute()
         then = time.time() - 30  # older than every live fix to come
         fixes = [Fix(d, self.region, *_position(i), then) for i, d in enumerate(self.ids)]
         with self.console.status("storing first positions"):
@@ -238,7 +235,19 @@ class FleetBench:
                 await asyncio.gather(
                     *(store.apply_fixes(self.region, b) for b in batches[i : i + 4])
                 )
-            return len(fixes) / (time.perf_counter() - started)
+            seed_per_s = len(fixes) / (time.perf_counter() - started)
+        with self.console.status("a quarter of the drivers on a delivery"):
+            busy = self.ids[::4]
+            for i in range(0, len(busy), 25):  # within the client's connection pool
+                await asyncio.gather(
+                    *(store.add_order(self.region, d, f"o_{d}") for d in busy[i : i + 25])
+                )
+            pipe = store.redis.pipeline(transaction=False)
+            for d in busy:  # busy whatever their vehicle's capacity: never a candidate
+                pipe.hset(keys.profile(self.region, d), "status", "busy")
+                pipe.set(keys.status(self.region, d), "busy", xx=True, keepttl=True)
+            await pipe.execute()
+        return seed_per_s
 
     async def _stats(self, http: httpx.AsyncClient, base: str) -> tuple[float, dict[str, int]]:
         resp = await http.get(

@@ -43,7 +43,6 @@ from ontheway.settings import Settings
 AppliedListener = Callable[[Sequence[Fix]], None]
 OnError = Callable[[OnTheWayError, Fix], None]  # called with the fix that failed
 Sink = asyncio.Future[Outcome] | OnError
-MAX_IN_FLIGHT = 4  # concurrent Lua calls: Redis stays busy while Python builds the next batch
 MAX_BACKLOG = 20_000  # fixes admitted but not yet written
 
 
@@ -79,7 +78,9 @@ class Ingestor:
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
-        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        # Calls in flight keep Redis busy while Python builds the next batch; every one of
+        # them is ahead of any other client's command (a search) arriving meanwhile.
+        self._slots = asyncio.Semaphore(settings.fleet_calls_in_flight)
         self._flushes: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
 
