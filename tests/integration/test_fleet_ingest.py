@@ -37,6 +37,7 @@ async def forget(conns: Connections, driver: str) -> None:
         )
         await redis.zrem(keys.locations(region), driver)
         await redis.zrem(keys.heartbeats(region), driver)
+        await redis.hdel(keys.last_fix(region), driver)
     await redis.delete(keys.home(driver))
 
 
