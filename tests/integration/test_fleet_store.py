@@ -202,6 +202,22 @@ async def test_only_drivers_holding_orders_publish_their_positions_to_them(
     await cleanup_homes(conns, [driver, idle])
 
 
+async def test_fixes_are_stored_after_redis_forgot_the_ingest_script(
+    conns: Connections, region: str, uid: str
+) -> None:
+    """The ingest call is packed by hiredis and sent on a pooled connection of its own: a
+    server that lost its scripts (restarted, flushed) is given the script again."""
+    store = make_store(conns)
+    driver = f"d_{uid}"
+    await put(store, region, driver, 0, VehicleType.CAR)
+    await conns.require_redis().script_flush()
+    lat, lng = offset(30)
+    fix = Fix(driver, region, lat, lng, time.time())
+    assert await store.apply_fixes(region, [fix]) == [Outcome.APPLIED]
+    assert await store.position(region, driver) == pytest.approx((lat, lng), abs=1e-5)
+    await cleanup_homes(conns, [driver])
+
+
 async def test_a_fix_for_a_driver_registered_elsewhere_is_not_applied_here(
     conns: Connections, region: str, uid: str
 ) -> None:

@@ -12,7 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import hiredis
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from ontheway.connections import dependency_errors
 from ontheway.errors import Conflict
@@ -192,20 +194,42 @@ class FleetStore:
 
     async def apply_fixes(self, region: str, fixes: Sequence[Fix]) -> list[Outcome]:
         """Store fixes of one region in one round trip; one outcome per fix, in order."""
-        args: list[str | float] = [keys.driver_prefix(region), self.heartbeat_ttl_s]
+        command: list[str | int | float] = [
+            "EVALSHA",
+            self._ingest.sha,
+            4,
+            keys.locations(region),
+            keys.heartbeats(region),
+            keys.fixes_applied(region),
+            keys.last_fix(region),
+            keys.driver_prefix(region),
+            self.heartbeat_ttl_s,
+        ]
         for fix in fixes:
-            args += (fix.driver_id, fix.lng, fix.lat, fix.timestamp)
+            command += (fix.driver_id, fix.lng, fix.lat, fix.timestamp)
         with dependency_errors("Redis"):
-            codes = await self._ingest(
-                keys=[
-                    keys.locations(region),
-                    keys.heartbeats(region),
-                    keys.fixes_applied(region),
-                    keys.last_fix(region),
-                ],
-                args=args,
-            )
+            packed = hiredis.pack_command(tuple(command))  # type: ignore[arg-type]  # stub: 1-tuple
+            codes = await self._send_packed(packed, scripts.INGEST)
         return [Outcome(int(c)) for c in codes]
+
+    async def _send_packed(self, packed: bytes, script: str) -> Any:
+        """Send one command packed by hiredis (in C, every argument in one pass) on a pooled
+        connection and read its reply, loading ``script`` once if Redis lost it. The ingest
+        call takes this path: redis-py encodes each of its ~1,000 arguments in Python, which
+        cost the API about a fifth of its time per fix (see Fleet in README)."""
+        pool = self.redis.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            for attempt in (1, 2):
+                await conn.send_packed_command(packed)
+                try:
+                    return await conn.read_response()  # on any error it disconnects first
+                except NoScriptError:
+                    if attempt == 2:
+                        raise
+                    await self.redis.script_load(script)
+        finally:
+            await pool.release(conn)
 
     async def fixes_applied(self, region: str) -> int:
         """How many fixes the region has stored since its counter began."""
