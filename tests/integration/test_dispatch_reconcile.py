@@ -20,6 +20,7 @@ from ontheway.connections import redis_client
 from ontheway.dispatch.assign import Assignments
 from ontheway.dispatch.offers import OfferBook
 from ontheway.dispatch.reconcile import Reconciler
+from ontheway.fleet import keys
 from ontheway.fleet.model import Fix, VehicleType
 from ontheway.fleet.service import open_store
 from ontheway.fleet.store import FleetStore
@@ -182,3 +183,40 @@ async def test_a_reservation_in_flight_is_kept(
         [("sf", driver, locked), ("sf", driver, offered)]
     )
     assert await fleet.active_orders("sf", driver) == set()
+
+
+async def test_sets_made_before_the_index_are_indexed_once_then_no_key_is_scanned(
+    fleet: FleetStore, own_redis: aioredis.Redis, shards: ShardAccess,
+    orders: OrderService, sf: dict[str, Any], uid: str,
+) -> None:  # fmt: skip
+    driver = await online_driver(fleet, sf, 3)
+    oid = await placed(orders, sf, uid)
+    # A reservation written before the index existed: the set alone, not in the index.
+    await own_redis.sadd(keys.active_orders("sf", driver), oid)
+    await own_redis.hset(keys.profile("sf", driver), "orders", 1)
+    assert driver not in await fleet.carrying("sf")
+    fixer = reconciler(fleet, shards, grace_s=0)
+    assert await fixer.reconcile_once() == [("sf", driver, oid)]
+    assert await fleet.active_orders("sf", driver) == set()
+    assert driver not in await fleet.carrying("sf")  # held nothing more: out of the index
+    scans = (await own_redis.info("commandstats")).get("cmdstat_scan", {}).get("calls", 0)
+    await fleet.add_order("sf", driver, oid)  # through the scripts: indexed
+    assert driver in await fleet.carrying("sf")
+    fixer.grace_s = 3600  # found a suspect again, kept for now
+    assert await fixer.reconcile_once() == []
+    assert fixer.stats.checked == 2
+    after = (await own_redis.info("commandstats")).get("cmdstat_scan", {}).get("calls", 0)
+    assert after == scans  # the second pass read the index only
+    await fleet.remove_order("sf", driver, oid)
+    assert driver not in await fleet.carrying("sf")
+
+
+async def test_a_driver_emptied_outside_the_scripts_leaves_the_index(
+    fleet: FleetStore, own_redis: aioredis.Redis, shards: ShardAccess, sf: dict[str, Any]
+) -> None:
+    driver = await online_driver(fleet, sf, 4)
+    await fleet.add_order("sf", driver, "ord_x")
+    await own_redis.delete(keys.active_orders("sf", driver))  # as the no-profile path does
+    fixer = reconciler(fleet, shards, grace_s=0)
+    await fixer.reconcile_once()
+    assert driver not in await fleet.carrying("sf")

@@ -189,6 +189,7 @@ async def test_only_drivers_holding_orders_publish_their_positions_to_them(
 
     await store.add_order(region, driver, "o1")
     await store.add_order(region, driver, "o2")
+    assert await store.carrying(region) == {driver}
     await report()
     assert sorted(await heard()) == [("order:o1:driver_location", driver),
                                      ("order:o2:driver_location", driver)]  # fmt: skip
@@ -196,6 +197,7 @@ async def test_only_drivers_holding_orders_publish_their_positions_to_them(
     await report()
     assert await heard() == [("order:o2:driver_location", driver)]
     await store.remove_order(region, driver, "o2")
+    assert await store.carrying(region) == set()
     await report()
     assert await heard() == []
     await pubsub.aclose()
@@ -355,6 +357,8 @@ async def test_moving_a_driver_takes_its_state_out_of_the_old_region(
     assert home.region == other
     assert await store.position(region, driver) is None
     assert await store.active_orders(other, driver) == {"o1"}
+    assert await store.carrying(other) == {driver}  # the index of drivers holding orders
+    assert await store.carrying(region) == set()
     assert not await conns.require_redis().exists(keys.profile(region, driver))
     assert not await conns.require_redis().hexists(keys.last_fix(region), driver)
     # The last fix's time moved too: an older fix is still stale in the new region.

@@ -5,8 +5,12 @@ An assignment or an offer reserves the driver's capacity in Redis before Postgre
 way back, leaves the order in the driver's active orders without the order being that
 driver's: the driver counts one order too many, for ever. The reconciler finds them.
 
-Every ``dispatch_reconcile_interval_s`` it scans the drivers' active-order sets (empty sets
-do not exist in Redis) and compares each member with PostgreSQL, one query per region. A
+Every ``dispatch_reconcile_interval_s`` it reads the drivers' active-order sets and compares
+each member with PostgreSQL, one query per region. The drivers come from each region's index
+of drivers holding orders (``drivers:carrying:{sf}``, kept by the capacity scripts), not from
+a scan of every key in Redis, which grows with the whole fleet and every other key; the first
+pass of a process also scans once and indexes the sets it finds (made before the index
+existed). A
 member is the driver's when the order has a driver (assigned, at the restaurant, picked up)
 and it is that driver. Any other member is a suspect; a suspect is removed only if
 
@@ -84,17 +88,31 @@ class Reconciler:
         self.interval_s = interval_s
         self.stats = ReconcileStats()
         self._suspects: dict[Reservation, float] = {}  # -> first seen (monotonic s)
+        self._indexed = False  # whether this process has indexed the sets made before
 
-    async def reservations(self) -> dict[str, dict[str, set[str]]]:
-        """Every non-empty active-order set of our regions: region -> driver -> orders."""
-        sets: list[tuple[str, str, str]] = []  # key, region, driver
+    async def _index_older_sets(self) -> None:
+        """Scan the keys once for active-order sets and add their drivers to the index."""
+        found: dict[str, list[str]] = {}
         with dependency_errors("Redis"):
             async for raw in self.fleet.redis.scan_iter(
                 match="driver:{*}:*:active_orders", count=1000
             ):
                 match = _KEY.match(_text(raw))
                 if match is not None and match["region"] in self.regions:
-                    sets.append((_text(raw), match["region"], match["driver"]))
+                    found.setdefault(match["region"], []).append(match["driver"])
+        for region, drivers in found.items():
+            await self.fleet.index_carrying(region, drivers)
+
+    async def reservations(self) -> dict[str, dict[str, set[str]]]:
+        """Every non-empty active-order set of our regions: region -> driver -> orders."""
+        if not self._indexed:
+            await self._index_older_sets()
+            self._indexed = True
+        sets: list[tuple[str, str, str]] = []  # key, region, driver
+        for region in sorted(self.regions):
+            for driver in sorted(await self.fleet.carrying(region)):
+                sets.append((keys.active_orders(region, driver), region, driver))
+        with dependency_errors("Redis"):
             found: dict[str, dict[str, set[str]]] = {}
             for start in range(0, len(sets), 500):
                 chunk = sets[start : start + 500]
@@ -105,6 +123,9 @@ class Reconciler:
                 for (_, region, driver), members in zip(chunk, replies, strict=True):
                     if members:
                         found.setdefault(region, {})[driver] = {_text(m) for m in members}
+        for _, region, driver in sets:
+            if driver not in found.get(region, {}):
+                await self.fleet.forget_idle(region, driver)  # emptied outside the scripts
         return found
 
     async def carriers(self, region: str, order_ids: Sequence[str]) -> dict[str, str]:

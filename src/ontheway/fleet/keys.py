@@ -7,6 +7,7 @@ touch several of them and still run on a Redis Cluster, where a region lives on 
     drivers:heartbeats:{sf}              sorted set: driver -> when its heartbeat expires (s)
     drivers:fixes_applied:{sf}           counter of fixes stored (for operators, benchmarks)
     drivers:last_fix:{sf}                hash: driver -> time of its last fix stored (s)
+    drivers:carrying:{sf}                set: drivers holding orders (an index: no key scan)
     drivers:unavailable_pending:{sf}     sorted set: expired drivers holding orders, until
                                          their DRIVER_UNAVAILABLE events are recorded
     driver:{sf}:drv_001:status           "available" | "busy", EX heartbeat TTL (gone = offline)
@@ -47,6 +48,12 @@ def fixes_applied(region: str) -> str:
 def last_fix(region: str) -> str:
     """When each driver's last stored fix was taken: ingest refuses older ones (stale)."""
     return f"drivers:last_fix:{{{region}}}"
+
+
+def carrying(region: str) -> str:
+    """The drivers of a region whose active-order set is not empty, kept by the capacity
+    scripts: the reservation reconciler reads it instead of scanning every key."""
+    return f"drivers:carrying:{{{region}}}"
 
 
 def unavailable_pending(region: str) -> str:

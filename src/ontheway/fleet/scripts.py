@@ -147,7 +147,8 @@ end
 return found
 """.replace("@MIN_RING@", repr(DENSE_MIN_RING_M)).replace("@LAST_STEP@", repr(LAST_STEP))
 
-# ARGV: prefix, id, order, then (vehicle_type, capacity) pairs.
+# KEYS: drivers holding orders (the region's index). ARGV: prefix, id, order, then
+# (vehicle_type, capacity) pairs.
 # Reply: {code, orders}: 0 added, 1 already held, 2 full, 3 unknown driver, 4 offline.
 ADD_ORDER = """
 local prefix, id, order = ARGV[1], ARGV[2], ARGV[3]
@@ -162,6 +163,7 @@ if redis.call('EXISTS', prefix .. id .. ':status') == 0 then return {4, n} end
 local cap = caps[p[1]] or 1
 if n >= cap then return {2, n} end
 redis.call('SADD', okey, order)
+redis.call('SADD', KEYS[1], id)
 n = n + 1
 redis.call('HSET', pkey, 'orders', n)
 if n >= cap then
@@ -171,7 +173,8 @@ end
 return {0, n}
 """
 
-# ARGV: prefix, id, order, then (vehicle_type, capacity) pairs.
+# KEYS: drivers holding orders (the region's index). ARGV: prefix, id, order, then
+# (vehicle_type, capacity) pairs.
 # Reply: {code, orders}: 0 removed, 1 was not held, 3 unknown driver.
 REMOVE_ORDER = """
 local prefix, id, order = ARGV[1], ARGV[2], ARGV[3]
@@ -183,6 +186,7 @@ if not p[1] then return {3, 0} end
 local removed = redis.call('SREM', okey, order)
 local n = redis.call('SCARD', okey)
 redis.call('HSET', pkey, 'orders', n)
+if n == 0 then redis.call('SREM', KEYS[1], id) end
 if removed == 1 and p[2] == 'busy' and n < (caps[p[1]] or 1) then
   redis.call('HSET', pkey, 'status', 'available')
   redis.call('SET', prefix .. id .. ':status', 'available', 'XX', 'KEEPTTL')
@@ -214,6 +218,14 @@ redis.call('SET', prefix .. id .. ':status', st, 'EX', ttl)
 local t = redis.call('TIME')
 redis.call('ZADD', KEYS[1], tonumber(t[1]) + tonumber(t[2]) / 1000000 + ttl, id)
 return {0, st}
+"""
+
+# KEYS: drivers holding orders (the region's index), the driver's active orders. ARGV: the
+# driver. Takes the driver out of the index if it holds no order (an entry left by a removal
+# outside REMOVE_ORDER); atomic, so an order added meanwhile keeps it in.
+FORGET_IDLE = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return redis.call('SREM', KEYS[1], ARGV[1]) end
+return 0
 """
 
 # KEYS: the lock. ARGV: the owner's token. Deletes the lock only for its owner.

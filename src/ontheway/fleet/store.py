@@ -90,6 +90,7 @@ class FleetStore:
         self._set_status = redis.register_script(scripts.SET_STATUS)
         self._release = redis.register_script(scripts.RELEASE_LOCK)
         self._sweep = redis.register_script(scripts.SWEEP_EXPIRED)
+        self._forget_idle = redis.register_script(scripts.FORGET_IDLE)
 
     # -- registry ---------------------------------------------------------------------------
 
@@ -170,6 +171,7 @@ class FleetStore:
             write.hset(keys.profile(region, driver_id), mapping=fields)
             if orders:
                 write.sadd(keys.active_orders(region, driver_id), *orders)
+                write.sadd(keys.carrying(region), driver_id)
             if last is not None:
                 write.hset(keys.last_fix(region), driver_id, last)
             await write.execute()
@@ -188,6 +190,7 @@ class FleetStore:
             pipe.zrem(keys.locations(region), driver_id)
             pipe.zrem(keys.heartbeats(region), driver_id)
             pipe.hdel(keys.last_fix(region), driver_id)
+            pipe.srem(keys.carrying(region), driver_id)
             await pipe.execute()
 
     # -- ingest -----------------------------------------------------------------------------
@@ -270,7 +273,8 @@ class FleetStore:
         """Give an order to a driver within its capacity; returns its active order count."""
         with dependency_errors("Redis"):
             code, count = await self._add_order(
-                args=[keys.driver_prefix(region), driver_id, order_id, *self._caps]
+                keys=[keys.carrying(region)],
+                args=[keys.driver_prefix(region), driver_id, order_id, *self._caps],
             )
         if code == 3:
             raise UnknownDriver(f"no driver {driver_id!r} in region {region!r}", field="driver_id")
@@ -284,11 +288,33 @@ class FleetStore:
         """Take an order off a driver (delivered, cancelled, reassigned); idempotent."""
         with dependency_errors("Redis"):
             code, count = await self._remove_order(
-                args=[keys.driver_prefix(region), driver_id, order_id, *self._caps]
+                keys=[keys.carrying(region)],
+                args=[keys.driver_prefix(region), driver_id, order_id, *self._caps],
             )
         if code == 3:
             raise UnknownDriver(f"no driver {driver_id!r} in region {region!r}", field="driver_id")
         return int(count)
+
+    async def carrying(self, region: str) -> set[str]:
+        """The drivers of ``region`` that hold orders, from the region's index."""
+        with dependency_errors("Redis"):
+            members = await self.redis.smembers(keys.carrying(region))
+        return {_text(m) for m in members}
+
+    async def index_carrying(self, region: str, drivers: Sequence[str]) -> None:
+        """Add drivers found holding orders to the region's index (sets made before it)."""
+        if drivers:
+            with dependency_errors("Redis"):
+                await self.redis.sadd(keys.carrying(region), *drivers)
+
+    async def forget_idle(self, region: str, driver_id: str) -> bool:
+        """Take a driver holding no order out of the region's index; True if it was taken."""
+        with dependency_errors("Redis"):
+            taken = await self._forget_idle(
+                keys=[keys.carrying(region), keys.active_orders(region, driver_id)],
+                args=[driver_id],
+            )
+        return bool(taken)
 
     async def active_orders(self, region: str, driver_id: str) -> set[str]:
         """The ids of the orders a driver holds."""

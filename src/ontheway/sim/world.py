@@ -148,6 +148,7 @@ async def retire_drivers(conns: Connections, worlds: list[RegionWorld]) -> None:
             pipe.zrem(keys.heartbeats(world.region), driver_id)
             pipe.zrem(keys.locations(world.region), driver_id)
             pipe.hdel(keys.last_fix(world.region), driver_id)
+            pipe.srem(keys.carrying(world.region), driver_id)
             pipe.delete(keys.status(world.region, driver_id),
                         keys.profile(world.region, driver_id),
                         keys.active_orders(world.region, driver_id))  # fmt: skip
