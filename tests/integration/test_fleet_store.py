@@ -48,14 +48,19 @@ def offset(metres_north: float) -> tuple[float, float]:
     return CENTER[0] + metres_north / 111_195.0, CENTER[1]
 
 
-async def put(
-    store: FleetStore, region: str, driver: str, metres: float, vehicle: VehicleType
-) -> None:
-    await store.register_driver(driver, region, vehicle)
+async def report(store: FleetStore, region: str, driver: str, metres: float) -> None:
+    """A fix of ``driver`` taken now, ``metres`` north of the centre: stored."""
     lat, lng = offset(metres)
     assert await store.apply_fixes(region, [Fix(driver, region, lat, lng, time.time())]) == [
         Outcome.APPLIED
     ]
+
+
+async def put(
+    store: FleetStore, region: str, driver: str, metres: float, vehicle: VehicleType
+) -> None:
+    await store.register_driver(driver, region, vehicle)
+    await report(store, region, driver, metres)
 
 
 async def cleanup_homes(conns: Connections, drivers: list[str]) -> None:
@@ -121,14 +126,11 @@ async def test_each_fix_renews_the_heartbeat_but_its_deadline_is_rewritten_only_
     redis = conns.require_redis()
     first = await redis.zscore(keys.heartbeats(region), driver)
     await redis.expire(keys.status(region, driver), 5)
-    lat, lng = offset(0)
-    fix = Fix(driver, region, lat, lng, time.time())
-    assert await store.apply_fixes(region, [fix]) == [Outcome.APPLIED]
+    await report(store, region, driver, 0)
     assert await redis.ttl(keys.status(region, driver)) > 55  # renewed
     assert await redis.zscore(keys.heartbeats(region), driver) == first  # not yet due
     await redis.zadd(keys.heartbeats(region), {driver: time.time() + 30})  # due now
-    fix = Fix(driver, region, lat, lng, time.time())
-    assert await store.apply_fixes(region, [fix]) == [Outcome.APPLIED]
+    await report(store, region, driver, 0)
     assert await redis.zscore(keys.heartbeats(region), driver) > time.time() + 55
     # A deadline that passes while the status key lives keeps the driver on the map.
     await redis.zadd(keys.heartbeats(region), {driver: 0})
@@ -148,18 +150,13 @@ async def test_a_driver_whose_status_key_is_gone_gets_it_back_from_its_profile(
     await store.add_order(region, driver, "o2")  # at capacity: busy
     redis = conns.require_redis()
     await redis.delete(keys.status(region, driver))  # as if its heartbeat had expired
-    lat, lng = offset(5)
-    assert await store.apply_fixes(region, [Fix(driver, region, lat, lng, time.time())]) == [
-        Outcome.APPLIED
-    ]
+    await report(store, region, driver, 5)
     assert await store.status(region, driver) is DriverStatus.BUSY
     await store.remove_order(region, driver, "o1")
     assert await store.status(region, driver) is DriverStatus.AVAILABLE
     await store.remove_order(region, driver, "o2")
     await store.set_status(region, driver, DriverStatus.OFFLINE)
-    assert await store.apply_fixes(region, [Fix(driver, region, lat, lng, time.time())]) == [
-        Outcome.APPLIED
-    ]
+    await report(store, region, driver, 5)
     assert await store.status(region, driver) is DriverStatus.OFFLINE  # stays offline
     await cleanup_homes(conns, [driver])
 
@@ -183,22 +180,22 @@ async def test_only_drivers_holding_orders_publish_their_positions_to_them(
                 found.append((msg["channel"].decode(), json.loads(msg["data"])["driver_id"]))
         return found
 
-    async def report() -> None:
+    async def report_both() -> None:
         fixes = [Fix(d, region, *offset(5), time.time()) for d in (driver, idle)]
         assert await store.apply_fixes(region, fixes) == [Outcome.APPLIED] * 2
 
     await store.add_order(region, driver, "o1")
     await store.add_order(region, driver, "o2")
     assert await store.carrying(region) == {driver}
-    await report()
+    await report_both()
     assert sorted(await heard()) == [("order:o1:driver_location", driver),
                                      ("order:o2:driver_location", driver)]  # fmt: skip
     await store.remove_order(region, driver, "o1")
-    await report()
+    await report_both()
     assert await heard() == [("order:o2:driver_location", driver)]
     await store.remove_order(region, driver, "o2")
     assert await store.carrying(region) == set()
-    await report()
+    await report_both()
     assert await heard() == []
     await pubsub.aclose()
     await cleanup_homes(conns, [driver, idle])
@@ -213,10 +210,8 @@ async def test_fixes_are_stored_after_redis_forgot_the_ingest_script(
     driver = f"d_{uid}"
     await put(store, region, driver, 0, VehicleType.CAR)
     await conns.require_redis().script_flush()
-    lat, lng = offset(30)
-    fix = Fix(driver, region, lat, lng, time.time())
-    assert await store.apply_fixes(region, [fix]) == [Outcome.APPLIED]
-    assert await store.position(region, driver) == pytest.approx((lat, lng), abs=1e-5)
+    await report(store, region, driver, 30)
+    assert await store.position(region, driver) == pytest.approx(offset(30), abs=1e-5)
     await cleanup_homes(conns, [driver])
 
 
