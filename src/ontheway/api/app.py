@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
@@ -12,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 import ontheway
+from ontheway import collector
 from ontheway.api.deps import AppState
 from ontheway.api.errors import install_error_handlers
 from ontheway.api.routes import analytics as analytics_routes
@@ -34,7 +33,6 @@ from ontheway.settings import Settings
 from ontheway.tasks import tasks_logged_on_signal
 
 log = logging.getLogger(__name__)
-GC_THRESHOLDS = (50_000, 20, 10)  # the collector's, while the app runs (CPython's: 700, 10, 10)
 
 
 async def _step(name: str, closing: Awaitable[None], limit_s: float = 15.0) -> None:
@@ -57,9 +55,10 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         conns = await Connections.open(settings, shards=catalog.shards())
         app.state.ontheway = AppState(settings, jwt_key, catalog, conns)
-        upkeep = asyncio.gather(
-            keep_partitions_ahead(conns.shards), prune_every(settings, catalog.shards())
-        )
+        upkeep = [
+            asyncio.create_task(keep_partitions_ahead(conns.shards), name="partitions"),
+            asyncio.create_task(prune_every(settings, catalog.shards()), name="pruning"),
+        ]
         app.state.fleet = Fleet.open(
             conns.require_redis(),
             catalog,
@@ -78,27 +77,23 @@ def create_app(settings: Settings) -> FastAPI:
             "dispatch-reconcile", build_reconciler(conns, catalog, settings).run()
         )
         # What start-up built lives as long as the app: out of the collector's full passes,
-        # which otherwise walk it again and again while fixes stream in (see Fleet in README).
-        # And the young generation collected every 50,000 net allocations instead of 700:
-        # fixes queued for Redis (up to MAX_BACKLOG) otherwise survive young collections and
-        # are walked again by the older ones (see Fleet in README).
-        gc.collect()
-        gc.freeze()
-        thresholds = gc.get_threshold()
-        gc.set_threshold(*GC_THRESHOLDS)
+        # which otherwise walk it again and again while fixes stream in; and the young
+        # generation collected less often (see collector.py).
         try:
-            with tasks_logged_on_signal():
+            with collector.serving(), tasks_logged_on_signal():
                 yield
         finally:
-            gc.set_threshold(*thresholds)
-            gc.unfreeze()
             follow_up = getattr(app.state, "traffic_follow_up", None)
             if follow_up is not None:
                 await _step("traffic follow-up", follow_up.aclose())
             await _step("fleet", app.state.fleet.aclose())
-            upkeep.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await upkeep
+            for task in upkeep:
+                task.cancel()
+            # Each to its end (a gather cancelled ends at the first child cancelled, and left
+            # the other one running after the pools closed).
+            for ended in await asyncio.gather(*upkeep, return_exceptions=True):
+                if isinstance(ended, Exception):  # not a cancellation: a failure, shown
+                    log.error("upkeep failed: %r", ended)
             await _step("connections", conns.close())
 
     app = FastAPI(

@@ -34,7 +34,6 @@ import asyncio
 import json
 import os
 import random
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ from ontheway.orders.models import PlaceOrder
 from ontheway.orders.service import OrderService
 from ontheway.regions import load_catalog
 from ontheway.runall import stop_parts
+from ontheway.runner import run_until_signalled
 from ontheway.settings import Settings, load_settings
 
 WARMUP_ORDERS = 20
@@ -292,23 +292,21 @@ async def _part(role: str, shard: str, batch: int) -> None:
     from ontheway.dispatch.dispatcher import build_dispatcher
 
     settings = load_settings()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    conns = await Connections.open(settings, shards=[shard])
-    bus = open_bus(settings, conns)
-    try:
-        if role == "relay":
-            await run_relay(conns, bus, settings.event_stream, stop=stop)
-        else:
-            catalog = load_catalog(settings.region_catalog)
-            regions = [r.region for r in catalog if r.shard == shard]  # the bench's own
-            dispatcher = build_dispatcher(conns, settings)
-            await run_dispatch(conns, bus, dispatcher, regions, stop=stop, batch=batch)
-    finally:
-        await bus.close()
-        await conns.close()
+
+    async def main(conns: Connections, stop: asyncio.Event) -> None:
+        bus = open_bus(settings, conns)
+        try:
+            if role == "relay":
+                await run_relay(conns, bus, settings.event_stream, stop=stop)
+            else:
+                catalog = load_catalog(settings.region_catalog)
+                regions = [r.region for r in catalog if r.shard == shard]  # the bench's own
+                dispatcher = build_dispatcher(conns, settings)
+                await run_dispatch(conns, bus, dispatcher, regions, stop=stop, batch=batch)
+        finally:
+            await bus.close()
+
+    await run_until_signalled(settings, main, shards=[shard])
 
 
 if __name__ == "__main__":
