@@ -33,6 +33,8 @@ def test_bench_fleet_stores_both_modes_prints_cpu_per_fix_and_cleans_up(
         )  # fmt: skip
         assert result.returncode == 0, result.stdout + result.stderr
         out = result.stdout
+        # The suite's stack, started by `stack up` with these settings.
+        assert f"Redis's malloc: {settings.stack_redis_allocator};" in out
         stored = re.findall(r"ingest over WS /ws/driver into Redis: ([\d,]+) fixes/s", out)
         assert len(stored) == 2, out
         assert all(float(n.replace(",", "")) > 500 for n in stored), out

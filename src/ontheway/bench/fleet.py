@@ -50,6 +50,7 @@ from ontheway.fleet.service import open_store
 from ontheway.fleet.store import FleetStore
 from ontheway.settings import Settings
 from ontheway.smoke import api_process
+from ontheway.stack.redis import allocator_of
 
 CENTER = (37.75, -124.8)  # open sea at San Francisco's latitude: overlaps no served region
 HALF_LAT, HALF_LNG = 0.135, 0.17  # about 30 x 30 km, the spread of the figures
@@ -215,7 +216,9 @@ class FleetBench:
                     naive = await self._naive_geosearch(redis)
                     quiet = await self._query_while(store, time.perf_counter() + 3, pause_s=0)
                     limits = self._redis_benchmark()
-                    self._report(seed_per_s, figures, naive, quiet, limits)
+                    pid = servers.get("Redis")
+                    malloc = "(another host)" if pid is None else allocator_of(pid)
+                    self._report(seed_per_s, figures, naive, quiet, limits, malloc)
             finally:
                 await self._cleanup(redis)
                 await redis.aclose()
@@ -451,11 +454,13 @@ class FleetBench:
         naive: tuple[float, float, float],
         quiet: list[float],
         limits: dict[str, float] | str,
+        redis_malloc: str,
     ) -> None:
         out = self.console
         out.print(
             f"[bold]bench fleet[/]: {self.drivers:,} drivers in one region, "
             f"{os.cpu_count()} cores shared by the API, Redis, the generator and the queries; "
+            f"Redis's malloc: {redis_malloc}; "
             f"location history to PostgreSQL {'on' if self.history else 'off'}; "
             f"{self.settings.fleet_batch_size} fixes per ingest call at most; "
             f"load average {os.getloadavg()[0]:.2f}"
