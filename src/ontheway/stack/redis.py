@@ -10,11 +10,11 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import redis
 
 from ontheway.errors import DependencyUnavailable, MissingPrerequisite
+from ontheway.settings import RedisAllocator
 from ontheway.stack.process import (
     cmdline,
     log_tail,
@@ -46,7 +46,6 @@ def find_binaries() -> tuple[Path, Path]:
     return server, module
 
 
-Allocator = Literal["jemalloc", "libc"]
 JEMALLOC_HINT = (
     "run `make setup`, or: apt-get install libjemalloc2 (or set "
     "ONTHEWAY_STACK_REDIS_ALLOCATOR=libc to run Redis on the C library's malloc)"
@@ -79,7 +78,7 @@ class RedisStack:
 
     root: Path
     port: int
-    allocator: Allocator = "jemalloc"
+    allocator: RedisAllocator = "jemalloc"
 
     @property
     def pid_file(self) -> Path:
