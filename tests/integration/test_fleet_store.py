@@ -197,6 +197,9 @@ async def test_only_drivers_holding_orders_publish_their_positions_to_them(
     assert await store.carrying(region) == set()
     await report_both()
     assert await heard() == []
+    await redis.sadd(keys.carrying(region), idle)  # a stale entry of the index: no orders
+    await report_both()
+    assert await heard() == []
     await pubsub.aclose()
     await cleanup_homes(conns, [driver, idle])
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from ontheway.fleet.search import DENSE_MIN_RING_M, LAST_STEP
 
-# KEYS: locations, heartbeats, fixes counter, last fix times. ARGV: prefix, ttl_s, then
+# KEYS: locations, heartbeats, fixes counter, last fix times, drivers holding orders (the
+# region's index, a superset of them: see keys.carrying). ARGV: prefix, ttl_s, then
 # (id, lng, lat, ts) per fix. Reply: one code per fix: 0 applied, 1 stale, 2 not registered in
 # this region.
 # Redis spends its time per fix here, so the common case touches one key of the driver's own:
@@ -18,6 +19,8 @@ from ontheway.fleet.search import DENSE_MIN_RING_M, LAST_STEP
 # keep both), and the profile is read only when that key is gone (expired, offline, first fix)
 # or no fix was stored yet. A heartbeat deadline is rewritten only once less than two thirds
 # of the TTL remain of it: the sweep checks the status key's own TTL before it expires anyone.
+# Whether a driver holds orders (its positions then go to the orders' tracking channels) is
+# asked of the region's index for the whole batch too, not of each driver's set.
 INGEST = """
 local prefix, ttl = ARGV[1], tonumber(ARGV[2])
 local t = redis.call('TIME')
@@ -25,11 +28,14 @@ local deadline = tonumber(t[1]) + tonumber(t[2]) / 1000000 + ttl
 local renew_before = deadline - ttl / 3
 local ids = {}
 for i = 3, #ARGV, 4 do ids[#ids + 1] = ARGV[i] end
-local last, due = {}, {}
+local last, due, carrying = {}, {}, {}
 for i = 1, #ids, 1000 do
   local chunk = {unpack(ids, i, math.min(i + 999, #ids))}
   for _, v in ipairs(redis.call('HMGET', KEYS[4], unpack(chunk))) do last[#last + 1] = v end
   for _, v in ipairs(redis.call('ZMSCORE', KEYS[2], unpack(chunk))) do due[#due + 1] = v end
+  for _, v in ipairs(redis.call('SMISMEMBER', KEYS[5], unpack(chunk))) do
+    carrying[#carrying + 1] = v
+  end
 end
 local newest, stamps, geo, beats, out = {}, {}, {}, {}, {}
 for k, id in ipairs(ids) do
@@ -62,7 +68,7 @@ for k, id in ipairs(ids) do
         beats[#beats + 1] = id
         due[k] = deadline
       end
-      if redis.call('EXISTS', prefix .. id .. ':active_orders') == 1 then
+      if carrying[k] == 1 then
         local msg = cjson.encode({type = 'driver_location', driver_id = id,
           lat = tonumber(ARGV[i + 2]), lng = tonumber(ARGV[i + 1]), timestamp = tonumber(ts)})
         for _, order in ipairs(redis.call('SMEMBERS', prefix .. id .. ':active_orders')) do

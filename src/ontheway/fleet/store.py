@@ -200,11 +200,12 @@ class FleetStore:
         command: list[str | int | float] = [
             "EVALSHA",
             self._ingest.sha,
-            4,
+            5,
             keys.locations(region),
             keys.heartbeats(region),
             keys.fixes_applied(region),
             keys.last_fix(region),
+            keys.carrying(region),
             keys.driver_prefix(region),
             self.heartbeat_ttl_s,
         ]
