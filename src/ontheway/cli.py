@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ontheway import runner
 from ontheway.auth import Role, issue_token
 from ontheway.connections import Connections
 from ontheway.errors import OnTheWayError
@@ -72,7 +73,7 @@ def stack_down() -> None:
 def stack_status() -> None:
     """Show each server with its port, version and health; exit 1 when one is down."""
     settings = load_settings()
-    parts = asyncio.run(_local_stack(settings).status(settings))
+    parts = runner.run(_local_stack(settings).status(settings))
     table = Table("part", "port", "pid", "version", "health")
     for part in parts:
         versions = sorted({c.version for c in part.checks if c.version})
@@ -97,7 +98,7 @@ def db_migrate() -> None:
 
     settings = load_settings()
     shards = load_catalog(settings.region_catalog).shards()
-    for shard, applied in asyncio.run(migrate_shards(settings, shards)).items():
+    for shard, applied in runner.run(migrate_shards(settings, shards)).items():
         console.print(f"[bold]{shard}[/]: " + (", ".join(applied) or "already current"))
 
 
@@ -117,7 +118,7 @@ def db_detach(
         raise typer.BadParameter(f"{before!r} is not YYYY-MM", param_hint="--before") from None
     settings = load_settings()
     shards = load_catalog(settings.region_catalog).shards()
-    for shard, names in asyncio.run(detach_shards(settings, shards, first_kept)).items():
+    for shard, names in runner.run(detach_shards(settings, shards, first_kept)).items():
         console.print(f"[bold]{shard}[/]: " + (", ".join(names) or "nothing to detach"))
 
 
@@ -129,7 +130,7 @@ def db_prune() -> None:
 
     settings = load_settings()
     shards = load_catalog(settings.region_catalog).shards()
-    for shard, deleted in asyncio.run(prune_shards(settings, shards)).items():
+    for shard, deleted in runner.run(prune_shards(settings, shards)).items():
         if deleted is None:
             console.print(f"[bold]{shard}[/]: skipped, another pruner is at work on it")
             continue
@@ -151,7 +152,7 @@ def seed(
     from ontheway.seeding import seed_command
 
     settings = load_settings()
-    result = asyncio.run(
+    result = runner.run(
         seed_command(
             settings,
             region,
@@ -270,7 +271,7 @@ def roads_import(
     """Import the car roads of an OpenStreetMap file as the region's road graph (replacing it)."""
     from ontheway.roads.commands import import_command
 
-    asyncio.run(import_command(load_settings(), region, file, console))
+    runner.run(import_command(load_settings(), region, file, console))
 
 
 @roads_app.command("traffic")
@@ -284,7 +285,7 @@ def roads_traffic(
     """Set a traffic factor on roads, streets or areas; the next route follows it."""
     from ontheway.roads.commands import traffic_command
 
-    asyncio.run(
+    runner.run(
         traffic_command(
             load_settings(),
             region,
@@ -307,7 +308,7 @@ def roads_zones(
     """Rebuild the delivery zones (H3 cells by road) of every restaurant of the region."""
     from ontheway.roads.commands import zones_command
 
-    asyncio.run(zones_command(load_settings(), region, max_travel_s, console))
+    runner.run(zones_command(load_settings(), region, max_travel_s, console))
 
 
 @app.command()
@@ -327,7 +328,7 @@ def relay() -> None:
             await bus.close()
 
     console.print(f"relay: publishing to the {settings.bus} event stream; Ctrl-C to stop")
-    asyncio.run(run_until_signalled(settings, main))
+    runner.run(run_until_signalled(settings, main))
 
 
 @eta_app.command("train")
@@ -351,7 +352,7 @@ def eta_train(
     from ontheway.eta.commands import train_command
 
     settings = load_settings()
-    asyncio.run(train_command(
+    runner.run(train_command(
         settings, region, min_deliveries, holdout, console, out, _utc(after), _utc(until)
     ))  # fmt: skip
 
@@ -370,7 +371,7 @@ def eta_evaluate(
     from ontheway.eta.commands import evaluate_command
 
     after = _utc(after)
-    asyncio.run(evaluate_command(load_settings(), region, version, after, console, out))
+    runner.run(evaluate_command(load_settings(), region, version, after, console, out))
 
 
 def _utc(at: datetime | None) -> datetime | None:
@@ -422,7 +423,7 @@ def worker(
         )
 
     console.print(f"worker {consumer}: consuming the {settings.bus} event stream")
-    asyncio.run(run_until_signalled(settings, main))
+    runner.run(run_until_signalled(settings, main))
 
 
 @app.command()
@@ -434,7 +435,7 @@ def run(
     from ontheway.runall import run_all
 
     settings = load_settings()
-    code = asyncio.run(run_all(port or settings.api_port, host or settings.api_host, console))
+    code = runner.run(run_all(port or settings.api_port, host or settings.api_host, console))
     raise typer.Exit(code)
 
 
@@ -513,11 +514,11 @@ def demo(
     from ontheway.sim.runner import SimOptions
 
     settings = load_settings()
-    asyncio.run(import_missing(settings, ["sf"], console))
+    runner.run(import_missing(settings, ["sf"], console))
     opts = SimOptions(regions=["sf"], drivers=drivers, orders_per_hour=orders_per_hour,
                       duration_s=duration * 30, speed=30, start="11:30", port=port,
                       runs_dir=settings.state_dir / "runs")  # fmt: skip
-    asyncio.run(run_and_report(settings, opts, console))
+    runner.run(run_and_report(settings, opts, console))
 
 
 @app.command()
@@ -564,14 +565,14 @@ def simulate(
     regions = parse_regions(region, settings)
     duration_s = parse_timing(duration, speed, start)
     policies = parse_policies(policy or ["greedy"])
-    asyncio.run(check_maps(settings, regions))
+    runner.run(check_maps(settings, regions))
     if api is not None:
         if policy:
             raise typer.BadParameter(
                 "the API named by --api dispatches as it was started: leave out --policy",
                 param_hint="--policy",
             )
-        asyncio.run(check_api(api))
+        runner.run(check_api(api))
     opts = SimOptions(
         regions=regions, drivers=drivers, orders_per_hour=orders_per_hour,
         duration_s=duration_s, speed=speed, seed=random_seed, start=start,
@@ -579,7 +580,7 @@ def simulate(
         behaviour=Behaviour(accept=accept, ignore=ignore, offline=offline, breaks=breaks),
         batch_window_s=batch_window, drain_s=parse_drain(drain, speed),
     )  # fmt: skip
-    asyncio.run(compare_policies(settings, opts, policies, console))
+    runner.run(compare_policies(settings, opts, policies, console))
 
 
 @sim_app.command("report")
@@ -596,7 +597,7 @@ def sim_report(
     except InvalidInput as exc:
         err_console.print(f"[red]error:[/] {exc.message}")
         raise typer.Exit(2) from None
-    asyncio.run(report_run(load_settings(), run_json, console))
+    runner.run(report_run(load_settings(), run_json, console))
 
 
 def main() -> None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ontheway.runner import run
+
 T = TypeVar("T")
 
 
@@ -197,7 +199,7 @@ class Stopped(SystemExit):
 
 
 def run_stoppable(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(main)``, where SIGTERM cancels ``main`` as Ctrl-C does, so that its
+    """``runner.run(main)``, where SIGTERM cancels ``main`` as Ctrl-C does, so that its
     ``finally`` clean-up (a benchmark's shard database, region, map, drivers, stream) runs
     before the process ends; by default SIGTERM ends Python without running it."""
 
@@ -222,4 +224,4 @@ def run_stoppable(main: Coroutine[Any, Any, T]) -> T:
         finally:
             loop.remove_signal_handler(signal.SIGTERM)
 
-    return asyncio.run(stoppable())
+    return run(stoppable())

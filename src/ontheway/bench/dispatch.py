@@ -51,7 +51,7 @@ from ontheway.orders.models import PlaceOrder
 from ontheway.orders.service import OrderService
 from ontheway.regions import load_catalog
 from ontheway.runall import stop_parts
-from ontheway.runner import run_until_signalled
+from ontheway.runner import run, run_until_signalled
 from ontheway.settings import Settings, load_settings
 
 WARMUP_ORDERS = 20
@@ -310,4 +310,4 @@ async def _part(role: str, shard: str, batch: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(_part(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 100))
+    run(_part(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 100))

@@ -32,6 +32,7 @@ import psycopg
 from psycopg.rows import dict_row
 from rich.console import Console
 
+from ontheway import runner
 from ontheway.auth import Role, issue_token
 from ontheway.bench.common import (
     cpu_ms_per,
@@ -79,7 +80,7 @@ def _generator_main(
     per_message: int,
     report: Any,
 ) -> None:
-    report.put(asyncio.run(_generate(url, ids, rate, seconds, connections, per_message)))
+    report.put(runner.run(_generate(url, ids, rate, seconds, connections, per_message)))
 
 
 async def _generate(

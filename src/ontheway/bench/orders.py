@@ -26,6 +26,7 @@ from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
+from ontheway import runner
 from ontheway.auth import Role, issue_token
 from ontheway.bench.common import (
     LoadResult,
@@ -153,7 +154,7 @@ def _placer_main(
     ``seconds``, reports its ``LoadResult`` and the ids it placed, and keeps its connections
     (their server processes' CPU is counted) until ``done``."""
     os.environ.update(env)
-    asyncio.run(_place_here(bodies, clients, seconds, (ready, go, report, done)))
+    runner.run(_place_here(bodies, clients, seconds, (ready, go, report, done)))
 
 
 async def _place_here(
