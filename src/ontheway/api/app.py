@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 import ontheway
-from ontheway import collector
+from ontheway import collector, tasks
 from ontheway.api.deps import AppState
 from ontheway.api.errors import install_error_handlers
 from ontheway.api.routes import analytics as analytics_routes
@@ -87,13 +87,10 @@ def create_app(settings: Settings) -> FastAPI:
             if follow_up is not None:
                 await _step("traffic follow-up", follow_up.aclose())
             await _step("fleet", app.state.fleet.aclose())
-            for task in upkeep:
-                task.cancel()
-            # Each to its end (a gather cancelled ends at the first child cancelled, and left
-            # the other one running after the pools closed).
-            for ended in await asyncio.gather(*upkeep, return_exceptions=True):
-                if isinstance(ended, Exception):  # not a cancellation: a failure, shown
-                    log.error("upkeep failed: %r", ended)
+            # Each to its end, or left behind (logged) if it hangs (a gather cancelled ends
+            # at the first child cancelled, and left the other one running after the pools
+            # closed).
+            await tasks.stop(upkeep)
             await _step("connections", conns.close())
 
     app = FastAPI(

@@ -27,6 +27,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from ontheway import tasks
 from ontheway.connections import Connections, dependency_errors
 from ontheway.errors import OnTheWayError
 from ontheway.fleet.model import Fix
@@ -135,10 +136,7 @@ class HistoryWriter:
 
     async def aclose(self) -> None:
         """Stop, writing what is buffered once more."""
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await tasks.stop(self._tasks)
         with contextlib.suppress(OnTheWayError):
             await self.write_history()
             await self.write_current()

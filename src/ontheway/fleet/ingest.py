@@ -17,12 +17,12 @@ then applied; a fix for a driver registered nowhere fails with ``UnknownDriver``
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ontheway import tasks
 from ontheway.auth import Principal, Role
 from ontheway.errors import OnTheWayError, RateLimited
 from ontheway.fleet.locate import RegionLocator
@@ -146,9 +146,7 @@ class Ingestor:
     async def aclose(self) -> None:
         """Flush what is queued, then stop."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await tasks.stop([self._task])
             self._task = None
         await self.flush()
         if self._flushes:

@@ -4,7 +4,6 @@ the settings once (the API's lifespan, a worker's main) and closed at the end.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from ontheway import tasks
 from ontheway.connections import Connections
 from ontheway.fleet.history import HistoryWriter
 from ontheway.fleet.ingest import Ingestor
@@ -86,10 +86,7 @@ class Fleet:
 
     async def aclose(self) -> None:
         """Flush queued fixes and stop the background tasks."""
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await tasks.stop(self._tasks)
         await self.ingestor.aclose()
         if self.history is not None:
             await self.history.aclose()

@@ -21,6 +21,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from ontheway import tasks
 from ontheway.connections import dependency_errors
 from ontheway.fleet import keys
 
@@ -121,8 +122,6 @@ class ChannelHub:
     async def aclose(self) -> None:
         """Stop reading and close the subscription."""
         if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            await tasks.stop([self._reader])
             self._reader = None
         await self._pubsub.aclose()
