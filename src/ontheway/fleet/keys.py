@@ -51,8 +51,10 @@ def last_fix(region: str) -> str:
 
 
 def carrying(region: str) -> str:
-    """The drivers of a region whose active-order set is not empty, kept by the capacity
-    scripts: the reservation reconciler reads it instead of scanning every key."""
+    """The drivers of a region whose active-order set is not empty (a superset: an entry may
+    outlive its last order until ``FORGET_IDLE``), kept by the capacity scripts: the
+    reservation reconciler reads it instead of scanning every key, and ingest asks it which
+    fixes go to tracking channels."""
     return f"drivers:carrying:{{{region}}}"
 
 
