@@ -1,7 +1,8 @@
-"""What every task of a process is waiting on, logged on ``SIGUSR1`` (``kill -USR1 PID``).
+"""Background tasks: what every task of a process is waiting on, logged on ``SIGUSR1``
+(``kill -USR1 PID``); and stopping tasks at shutdown within a time limit (``stop``).
 
 A background loop (the offer sweeper, the offline monitor) that stops acting is most often
-stuck on an await; its stack names the await. The API installs this for its lifetime."""
+stuck on an await; its stack names the await. The API installs the signal for its lifetime."""
 
 from __future__ import annotations
 
