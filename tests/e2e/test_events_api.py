@@ -6,7 +6,8 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -73,10 +74,15 @@ async def payout_of(conns: Connections, order_id: str) -> Any:
     return None
 
 
-async def start(env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
+async def start(
+    env: dict[str, str], *args: str, log: IO[bytes] | None = None
+) -> asyncio.subprocess.Process:
+    """``python -m ontheway *args``; its output in pipes read after it ends, or in ``log``
+    for a long run (a pipe nobody reads blocks its writers once full: 64 KB)."""
+    out = asyncio.subprocess.PIPE if log is None else log
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ontheway", *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable, "-m", "ontheway", *args, env=env, stdout=out,
+        stderr=asyncio.subprocess.PIPE if log is None else asyncio.subprocess.STDOUT,
     )  # fmt: skip
 
 
@@ -157,12 +163,14 @@ async def test_run_dispatches_an_order_and_carries_it_to_the_drivers_payout(
     uid: str,
     stream_env: dict[str, str],
     settings: Settings,
+    tmp_path: Path,
 ) -> None:
     port = free_port()
     # Most seeded restaurants lie off the small downtown map: dispatch by straight line here.
     env = {**stream_env, "ONTHEWAY_DISPATCH_STRAIGHT_LINE_KPH": "20",
            "ONTHEWAY_DISPATCH_AUTO_ACCEPT": "true"}  # fmt: skip
-    everything = await start(env, "run", "--port", str(port))
+    log = (tmp_path / "run.log").open("wb")
+    everything = await start(env, "run", "--port", str(port), log=log)
     base = f"http://127.0.0.1:{port}"
     key = settings.jwt_key()
 
@@ -200,7 +208,10 @@ async def test_run_dispatches_an_order_and_carries_it_to_the_drivers_payout(
                 if driver:
                     break
                 await asyncio.sleep(0.1)
-            assert driver is not None, "the dispatcher did not assign the order"
+            assert driver is not None, (
+                "the dispatcher did not assign the order; the run's log ends with:\n"
+                + (tmp_path / "run.log").read_text(errors="replace")[-4000:]
+            )
             for step in ("arrived", "picked-up", "delivered"):
                 done = await http.post(
                     f"/api/orders/{oid}/{step}", headers=auth(Role.DRIVER, driver)
@@ -209,4 +220,5 @@ async def test_run_dispatches_an_order_and_carries_it_to_the_drivers_payout(
         assert await payout_of(conns, oid), "no payout: the relay or payments did not run"
     finally:
         [code] = await stop(everything)
+        log.close()
     assert code == 0
