@@ -33,6 +33,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from ontheway import tasks
 from ontheway.connections import Connections, dependency_errors
 from ontheway.events.bus import EventBus
 from ontheway.events.model import Event
@@ -236,9 +237,7 @@ async def run_relay(
             held_wait_s = min(HELD_BACK_MAX_S, held_wait_s * 2) if held else HELD_BACK_FIRST_S
             await _first_of(stop, wake, wait_s)
     finally:
-        for task in listeners:
-            task.cancel()
-        await asyncio.gather(*listeners, return_exceptions=True)
+        await tasks.stop(listeners)
 
 
 async def _first_of(stop: asyncio.Event, wake: asyncio.Event, timeout_s: float) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from ontheway import tasks
 from ontheway.connections import Connections
 from ontheway.errors import OnTheWayError
 from ontheway.fleet.service import open_store
@@ -218,9 +219,7 @@ class TrafficFollowUp:
 
     async def aclose(self) -> None:
         """Cancel the runs under way."""
-        for task in list(self._running.values()):
-            task.cancel()
-        await asyncio.gather(*self._running.values(), return_exceptions=True)
+        await tasks.stop(list(self._running.values()))
 
 
 def follow_up(
