@@ -13,8 +13,8 @@ from ontheway.connections import Connections
 from ontheway.events.model import Event
 from ontheway.events.redis_streams import RedisStreamsBus
 from ontheway.events.relay import (
-    HELD_BACK,
     NEXT_EVENTS,
+    _ShardRelay,
     cursor_name,
     relay_batch,
     relay_lag,
@@ -201,19 +201,49 @@ async def test_an_event_held_back_by_an_older_transaction_goes_out_soon_after_it
     assert await published_soon(running_relay, order["order_id"])
 
 
-@pytest.mark.parametrize("query", [NEXT_EVENTS, HELD_BACK])
 async def test_the_relay_reads_from_its_cursor_by_the_index_not_every_event_before_it(
-    conns: Connections, stream: tuple[RedisStreamsBus, str], query: str
+    conns: Connections, stream: tuple[RedisStreamsBus, str]
 ) -> None:
     _, cursor = stream
-    params = (cursor, 100) if query == NEXT_EVENTS else (cursor,)
     async with conns.shard_connection("americas") as conn, conn.transaction():
         # The test shard is small enough for a sequential scan to win; forbid it to see the
         # plan of a large one.
         await conn.execute("SET LOCAL enable_seqscan = off")
-        cur = await conn.execute("EXPLAIN " + query, params)
+        cur = await conn.execute("EXPLAIN " + NEXT_EVENTS, (cursor, 100))
         plan = "\n".join(row["QUERY PLAN"] for row in await cur.fetchall())
-    # The cursor bounds the index scans (where they start), instead of filtering every
-    # event below the snapshot's xmin after reading it.
+    # The cursor bounds the index scan (where it starts), instead of filtering every event
+    # below the snapshot's xmin after reading it.
     assert "Index Cond: (ROW(txid, seq) > ROW($0, $1))" in plan.replace("((ROW", "(ROW"), plan
     assert "Filter: (ROW(" not in plan, plan
+
+
+async def test_one_relay_of_a_cursor_works_the_others_stand_by_and_take_over(
+    conns: Connections,
+    orders: OrderService,
+    sf: dict[str, Any],
+    uid: str,
+    stream: tuple[RedisStreamsBus, str],
+) -> None:
+    bus, cursor = stream
+    first, second = _ShardRelay(conns, "americas", cursor), _ShardRelay(conns, "americas", cursor)
+    try:
+        one, _ = await orders.place(f"user_{uid}", order_for(sf["restaurants"][0]))
+        assert (await first.relay(bus, 500))[0] >= 1
+        two, _ = await orders.place(f"user_{uid}", order_for(sf["restaurants"][0]))
+        # The first holds the cursor's lock for as long as its connection lives.
+        assert await second.relay(bus, 500) == (0, False)
+        assert not second.leading
+        # A pooled single batch (as the tests and tools use) stands by as well.
+        assert await relay_batch(conns, "americas", bus, cursor) == 0
+        assert two["order_id"] not in {e.order_id for e in await published(bus)}
+        await first.close()  # its connection gone, the lock goes with it
+        for _ in range(100):  # (once its server process has ended)
+            if (await second.relay(bus, 500))[0] >= 1:
+                break
+            await asyncio.sleep(0.02)
+        assert second.leading
+        seen = [e.order_id for e in await published(bus)]
+        assert seen.count(one["order_id"]) == 1 and seen.count(two["order_id"]) == 1
+    finally:
+        await first.close()
+        await second.close()

@@ -117,7 +117,8 @@ class DispatchBench:
             with self.console.status("warming up (networks loaded, plans cached)"):
                 ids, _, _ = await self._place(service, 10.0, WARMUP_ORDERS / 10.0)
                 await self._wait_assigned(ids, 60.0)
-            groups = {"relay and workers": [p.pid for p in parts]}
+            # parts[0] is the relay, the rest the workers (see _start_parts).
+            groups = {"relay": [parts[0].pid], "workers": [p.pid for p in parts[1:]]}
             with self.console.status(f"{self.rate:g} orders/s for {self.seconds:g} s"):
                 servers = await world.server_pids()
                 before = cpu_seconds(servers, groups)

@@ -8,9 +8,15 @@ past it. The relay reads only rows of transactions older than every running one
 order holds too, because every transaction that writes an order's event first touches the
 order's row, so a later writer of the same order gets a later transaction id.
 
-Several relays may run for one shard: an advisory lock lets one of them work a batch at a
-time. A relay killed after publishing and before moving its cursor publishes that batch
-again (at least once; consumers are idempotent by event id).
+Several relays may run for one shard: the cursor's advisory lock lets one of them work at a
+time. ``run_relay`` holds it for as long as its connection to the shard lives (a session
+lock), so that a pass is two statements in autocommit, the read and the cursor's move, with
+the stream's XADD between them (it was BEGIN, the lock, the read, the move and COMMIT: five
+round trips); the others stand by, asking for the lock at each pass, and one of them takes
+over when the holder's connection goes. A relay killed after publishing and before moving
+its cursor publishes that batch again (at least once; consumers are idempotent by event
+id); so the cursor's move needs no flush of its own to disk (``synchronous_commit`` off
+for the relay's connection).
 
 Latency: a trigger on ``order_events`` sends ``NOTIFY outbox`` (delivered when the writing
 transaction commits; 0005_outbox_notify.sql) and the relay LISTENs on each shard, so it wakes
@@ -24,10 +30,12 @@ the relay looks again after a few milliseconds, backing off. Passes are at least
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import takewhile
 from typing import Any
 
 import psycopg
@@ -50,17 +58,18 @@ CHANNEL = "outbox"
 _CURSOR = "(SELECT c.last_txid, c.last_seq FROM outbox_cursor c WHERE c.stream = %s)"
 NEXT_EVENTS = (
     "SELECT e.event_id, e.order_id, e.event_type, e.ts, e.data, e.actor, e.seq,"
-    " e.txid::text AS txid FROM order_events e"
-    f" WHERE (e.txid, e.seq) > {_CURSOR}"
-    " AND e.txid < pg_snapshot_xmin(pg_current_snapshot())"
+    " e.txid::text AS txid, e.txid < pg_snapshot_xmin(pg_current_snapshot()) AS ready"
+    f" FROM order_events e WHERE (e.txid, e.seq) > {_CURSOR}"
     " ORDER BY e.txid, e.seq LIMIT %s"
 )
-HELD_BACK = (
-    f"SELECT e.seq FROM order_events e WHERE (e.txid, e.seq) > {_CURSOR}"
-    " ORDER BY e.txid, e.seq LIMIT 1"
+"""The events past the cursor, in (txid, seq) order. Only the first ones that are ``ready``
+(written by transactions older than every running one) may be published; a row that is not
+means committed events are held back by an older transaction still running, and the rows
+after it are not ready either (their transaction ids are larger)."""
+MOVE_CURSOR = (
+    "UPDATE outbox_cursor SET last_txid = %s::xid8, last_seq = %s,"
+    " published = published + %s, updated_at = now() WHERE stream = %s"
 )
-"""A row when an event past the cursor is held back (``EXISTS`` is planned as a sequential
-scan that expects to stop early, and reads every event when none is held)."""
 LAG = (
     "SELECT count(*) AS n, min(e.ts) AS oldest,"
     " (SELECT true FROM outbox_cursor WHERE stream = %s) AS tracked"
@@ -98,53 +107,101 @@ async def relay_batch(
 ) -> int:
     """Publish the next batch of one shard; returns how many events went out (0 if none
     or if another relay holds the cursor). ``cursor`` names the position kept in
-    PostgreSQL (see ``cursor_name``)."""
-    published, _ = await _relay_shard(conns, shard, bus, cursor, limit, ensure=True)
+    PostgreSQL (see ``cursor_name``). On a connection of the pool: the cursor's lock is
+    taken for this batch and given back."""
+    with dependency_errors(f"the orders shard {shard!r}"):
+        async with conns.pool(shard).connection() as conn:
+            autocommit = conn.autocommit
+            await conn.set_autocommit(True)
+            try:
+                await _ensure_cursor(conn, cursor)
+                if not await _lock(conn, cursor):
+                    return 0
+                try:
+                    published, _ = await _publish_next(conn, shard, cursor, bus, limit)
+                finally:
+                    await conn.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(cursor),))
+            finally:
+                await conn.set_autocommit(autocommit)
     return published
 
 
-async def _relay_shard(
-    conns: Connections, shard: str, bus: EventBus, cursor: str, limit: int, *, ensure: bool
-) -> tuple[int, bool]:
-    """One batch; returns (events published, whether committed events wait behind an older
-    running transaction). ``ensure`` creates the cursor row first."""
-    with dependency_errors(f"the orders shard {shard!r}"):
-        async with conns.pool(shard).connection() as conn:
-            if ensure:
-                await conn.execute(
-                    "INSERT INTO outbox_cursor (stream) VALUES (%s) ON CONFLICT DO NOTHING",
-                    (cursor,),
-                )
-                await conn.commit()
-            # No write before the read below: a transaction id of our own would hold
-            # pg_snapshot_xmin back and delay what we may publish.
-            async with conn.transaction():
-                return await _publish_next(conn, shard, cursor, bus, limit)
+async def _ensure_cursor(conn: Any, cursor: str) -> None:
+    await conn.execute(
+        "INSERT INTO outbox_cursor (stream) VALUES (%s) ON CONFLICT DO NOTHING", (cursor,)
+    )
+
+
+async def _lock(conn: Any, cursor: str) -> bool:
+    """Take the cursor's lock for the connection's session; False when another holds it."""
+    cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(cursor),))
+    row = await cur.fetchone()
+    return bool(row and row[0])
 
 
 async def _publish_next(
     conn: Any, shard: str, cursor: str, bus: EventBus, limit: int
 ) -> tuple[int, bool]:
+    """One batch, under the cursor's lock, on a connection in autocommit (the read takes no
+    transaction id of its own, which would hold ``pg_snapshot_xmin`` back); returns (events
+    published, whether committed events wait behind an older running transaction)."""
     cur = conn.cursor(row_factory=dict_row)
-    await cur.execute("SELECT pg_try_advisory_xact_lock(%s) AS mine", (_lock_key(cursor),))
-    lock = await cur.fetchone()
-    if not lock or not lock["mine"]:
-        return 0, False
     await cur.execute(NEXT_EVENTS, (cursor, limit))
     rows = await cur.fetchall()
-    if not rows:
-        # Committed rows past the cursor that we may not publish yet: an older transaction
-        # is still running. Nothing tells us when it ends, so the caller looks again soon.
-        await cur.execute(HELD_BACK, (cursor,))
-        return 0, await cur.fetchone() is not None
-    await bus.publish([_event(row, shard) for row in rows])
-    last = rows[-1]
-    await cur.execute(
-        "UPDATE outbox_cursor SET last_txid = %s::xid8, last_seq = %s,"
-        " published = published + %s, updated_at = now() WHERE stream = %s",
-        (last["txid"], last["seq"], len(rows), cursor),
-    )
-    return len(rows), False
+    ready = list(takewhile(lambda row: row["ready"], rows))
+    # Rows past the ready ones: an older transaction is still running. Nothing tells us
+    # when it ends, so the caller looks again soon.
+    held = len(ready) < len(rows)
+    if not ready:
+        return 0, held
+    await bus.publish([_event(row, shard) for row in ready])
+    last = ready[-1]
+    await cur.execute(MOVE_CURSOR, (last["txid"], last["seq"], len(ready), cursor))
+    return len(ready), held
+
+
+class _ShardRelay:
+    """``run_relay``'s hold on one shard: a connection of its own, in autocommit, holding
+    the cursor's lock for as long as it lives (a relay standing by asks for it at each
+    pass). A failed connection is dropped, with the lock; the next pass connects again."""
+
+    def __init__(self, conns: Connections, shard: str, cursor: str):
+        self.conns, self.shard, self.cursor = conns, shard, cursor
+        self.conn: psycopg.AsyncConnection[Any] | None = None
+        self.leading = False
+
+    async def relay(self, bus: EventBus, limit: int) -> tuple[int, bool]:
+        """One pass; returns (events published, whether some are held back)."""
+        with dependency_errors(f"the orders shard {self.shard!r}"):
+            try:
+                conn = await self._connection()
+                if not self.leading:
+                    self.leading = await _lock(conn, self.cursor)
+                    if not self.leading:
+                        return 0, False
+                return await _publish_next(conn, self.shard, self.cursor, bus, limit)
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                await self.close()
+                raise
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        if self.conn is None or self.conn.closed:
+            settings = self.conns.settings
+            conn = await psycopg.AsyncConnection.connect(
+                settings.dsn_for(self.shard),
+                autocommit=True,
+                connect_timeout=max(1, round(settings.dependency_timeout_s)),
+            )
+            await conn.execute("SET synchronous_commit TO off")
+            await _ensure_cursor(conn, self.cursor)
+            self.conn, self.leading = conn, False
+        return self.conn
+
+    async def close(self) -> None:
+        conn, self.conn, self.leading = self.conn, None, False
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error, OSError):
+                await conn.close()
 
 
 def _event(row: dict[str, Any], shard: str) -> Event:
@@ -200,7 +257,7 @@ async def run_relay(
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     backoff = {shard: 0.0 for shard in conns.shards}
-    ensured: set[str] = set()
+    relays = {shard: _ShardRelay(conns, shard, cursor_name(stream, shard)) for shard in backoff}
     wake = asyncio.Event()
     listening: set[str] = set()
     listeners = [
@@ -215,15 +272,11 @@ async def run_relay(
             last_pass = loop.time()
             wake.clear()  # before reading: a commit during the batch wakes the next pass
             busy = held = False
-            for shard in conns.shards:
+            for shard, relay in relays.items():
                 if backoff[shard] > loop.time():
                     continue
                 try:
-                    cursor = cursor_name(stream, shard)
-                    n, waiting = await _relay_shard(
-                        conns, shard, bus, cursor, 500, ensure=shard not in ensured
-                    )
-                    ensured.add(shard)
+                    n, waiting = await relay.relay(bus, 500)
                     busy, held = busy or n > 0, held or waiting
                     backoff[shard] = 0.0
                 except Exception as exc:  # recorded, retried; one bad shard must not stop others
@@ -238,6 +291,8 @@ async def run_relay(
             await _first_of(stop, wake, wait_s)
     finally:
         await tasks.stop(listeners)
+        for relay in relays.values():
+            await relay.close()
 
 
 async def _first_of(stop: asyncio.Event, wake: asyncio.Event, timeout_s: float) -> None:
