@@ -111,7 +111,10 @@ class Connections:
                 max_size=pool_max,
                 open=False,
                 timeout=timeout,
-                kwargs={"connect_timeout": max(1, round(timeout))},
+                # Autocommit: a statement alone is one round trip, not BEGIN, it and COMMIT
+                # (a read of one order cost three); statements that must commit together
+                # go in ``conn.transaction()``.
+                kwargs={"connect_timeout": max(1, round(timeout)), "autocommit": True},
                 name=f"shard-{shard}",
             )
             await pool.open(wait=False)

@@ -92,7 +92,7 @@ async def test_an_event_that_commits_late_is_not_skipped(
     slow_order, _ = await orders.place(f"user_{uid}", order_for(sf["restaurants"][1]))
     await relay_all(conns, bus, cursor)
     # A slow transaction writes an event and stays open while a fast one commits after it.
-    async with shards.connection("sf") as slow:
+    async with shards.connection("sf") as slow, slow.transaction():
         await slow.execute(
             "INSERT INTO order_events (event_id, order_id, order_created_at, event_type, actor)"
             " SELECT %s, order_id, created_at, 'ORDER_READY', 'slow' FROM orders"
@@ -103,7 +103,7 @@ async def test_an_event_that_commits_late_is_not_skipped(
         await relay_all(conns, bus, cursor)
         seen = {e.order_id for e in await published(bus)}
         assert fast["order_id"] not in seen  # held back: an older transaction is open
-        await slow.commit()
+    # (the slow transaction commits here)
     await relay_all(conns, bus, cursor)
     late = [
         e for e in await published(bus) if e.order_id in (slow_order["order_id"], fast["order_id"])
@@ -191,13 +191,13 @@ async def test_an_event_held_back_by_an_older_transaction_goes_out_soon_after_it
     running_relay: RedisStreamsBus,
 ) -> None:
     await asyncio.sleep(0.2)
-    async with shards.connection("sf") as older:
+    async with shards.connection("sf") as older, older.transaction():
         await older.execute("SELECT pg_current_xact_id()")  # a transaction id, no event
         order, _ = await orders.place(f"user_{uid}", order_for(sf["restaurants"][0]))
         await asyncio.sleep(0.3)
         seen = {e.order_id for e in await published(running_relay)}
         assert order["order_id"] not in seen
-        await older.commit()  # sends no notification
+    # (the older transaction commits here, which sends no notification)
     assert await published_soon(running_relay, order["order_id"])
 
 

@@ -110,19 +110,14 @@ async def relay_batch(
     PostgreSQL (see ``cursor_name``). On a connection of the pool: the cursor's lock is
     taken for this batch and given back."""
     with dependency_errors(f"the orders shard {shard!r}"):
-        async with conns.pool(shard).connection() as conn:
-            autocommit = conn.autocommit
-            await conn.set_autocommit(True)
+        async with conns.pool(shard).connection() as conn:  # in autocommit
+            await _ensure_cursor(conn, cursor)
+            if not await _lock(conn, cursor):
+                return 0
             try:
-                await _ensure_cursor(conn, cursor)
-                if not await _lock(conn, cursor):
-                    return 0
-                try:
-                    published, _ = await _publish_next(conn, shard, cursor, bus, limit)
-                finally:
-                    await conn.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(cursor),))
+                published, _ = await _publish_next(conn, shard, cursor, bus, limit)
             finally:
-                await conn.set_autocommit(autocommit)
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(cursor),))
     return published
 
 

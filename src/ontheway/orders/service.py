@@ -75,17 +75,13 @@ class OrderService(OrderChanges):
                     cur = await conn.execute(statement, params)
                     row = await cur.fetchone()
             else:
-                await conn.set_autocommit(True)
-                try:
-                    try:
-                        cur = await conn.execute(statement, params)
-                    except psycopg.errors.ForeignKeyViolation:
-                        raise InvalidInput(
-                            f"no driver {driver_id!r}", field="driver_id", code="unknown_driver"
-                        ) from None
-                    row = await cur.fetchone()
-                finally:
-                    await conn.set_autocommit(False)
+                try:  # one statement, committed alone (the pool's connections autocommit)
+                    cur = await conn.execute(statement, params)
+                except psycopg.errors.ForeignKeyViolation:
+                    raise InvalidInput(
+                        f"no driver {driver_id!r}", field="driver_id", code="unknown_driver"
+                    ) from None
+                row = await cur.fetchone()
             if row is None:
                 # Read only now, for the message (NotFound when there is no such order):
                 # nothing was written.
