@@ -4,6 +4,7 @@ Redis, assignments in PostgreSQL, and the dispatch consumer on a stream of its o
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import random
 import time
@@ -26,11 +27,12 @@ from ontheway.dispatch.dispatcher import (
     dispatch_consumer,
     flagged_key,
 )
+from ontheway.events.bus import Delivery
 from ontheway.events.consumers import Consumer
 from ontheway.events.model import Event
 from ontheway.events.redis_streams import RedisStreamsBus
 from ontheway.events.relay import relay_batch, start_at_end
-from ontheway.events.worker import WorkerStats, run_worker
+from ontheway.events.worker import WorkerStats, handle_once, run_worker
 from ontheway.fleet import keys
 from ontheway.fleet.model import Fix, VehicleType
 from ontheway.fleet.service import open_store
@@ -344,7 +346,7 @@ def own_consumer(dispatcher: Dispatcher, uid: str) -> Consumer:
     """The dispatch consumer under a name of the test's own: events are marked handled per
     consumer name, and other processes on the shared stack run a "dispatch" consumer too
     (their relays publish this test's orders to their streams as well)."""
-    return Consumer(f"dispatch_test_{uid}", dispatch_consumer(dispatcher).handlers)
+    return dataclasses.replace(dispatch_consumer(dispatcher), name=f"dispatch_test_{uid}")
 
 
 def errors_of(stats: list[WorkerStats], order_ids: list[str]) -> list[str]:
@@ -686,19 +688,25 @@ async def test_a_free_driver_further_away_outranks_one_next_door_with_a_delivery
         await fleet.remove_order("sf", busy, held)
 
 
-async def test_an_event_for_an_order_the_shard_does_not_have_is_skipped_in_its_transaction(
-    dispatcher: Dispatcher, conns: Connections
+async def test_an_event_for_an_order_the_shard_does_not_have_is_skipped_and_marked_once(
+    dispatcher: Dispatcher, conns: Connections, uid: str
 ) -> None:
-    """The order is read with the transaction's setting in one round trip; an order that
-    does not exist is logged and skipped, and the transaction goes on (the worker's mark)."""
+    """The dispatch consumer is not transactional: an order that does not exist is logged and
+    skipped, and the event is marked handled once, its mark committed alone with no flush of
+    its own (which leaves the pool's connection as it was)."""
     event = Event(
         str(uuid.uuid4()), new_id("ord", "sf"), "ORDER_PLACED", datetime.now(UTC), {},
         "test", "americas", 0,
     )  # fmt: skip
-    async with conns.shard_connection("americas") as conn, conn.transaction():
-        await dispatcher.handle(conn, event)
+    consumer = own_consumer(dispatcher, uid)
+    assert not consumer.transactional
+    assert await handle_once(conns, consumer, Delivery(event, 1, None)) is True
+    assert await handle_once(conns, consumer, Delivery(event, 2, None)) is False  # duplicate
+    async with conns.shard_connection("americas") as conn:
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM processed_events WHERE consumer = %s AND event_id = %s",
+            (consumer.name, event.event_id),
+        )
+        assert await cur.fetchone() == {"n": 1}
         cur = await conn.execute("SHOW synchronous_commit")
-        row = await cur.fetchone()
-        assert row is not None and row["synchronous_commit"] == "off"
-        cur = await conn.execute("SELECT 1 AS still_usable")
-        assert await cur.fetchone() == {"still_usable": 1}
+        assert await cur.fetchone() == {"synchronous_commit": "on"}

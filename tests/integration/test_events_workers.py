@@ -18,7 +18,7 @@ from ontheway.events.consumers import ANALYTICS, ETA, PAYMENTS, Consumer
 from ontheway.events.model import Event
 from ontheway.events.redis_streams import RedisStreamsBus
 from ontheway.events.relay import relay_batch, start_at_end
-from ontheway.events.worker import WorkerStats, handle_once, run_worker
+from ontheway.events.worker import WorkerStats, handle_once, run_worker, work_batch
 from ontheway.orders.lifecycle import EventType
 from ontheway.orders.service import OrderService
 from tests.helpers import order_for
@@ -307,3 +307,37 @@ async def test_an_event_without_a_handler_is_not_marked(conns: Connections, uid:
 
 async def pay_nothing(conn: Any, event: Event) -> None:
     """A handler with no effect (the consumer needs one for some type)."""
+
+
+async def test_a_batch_handles_orders_side_by_side_each_in_turn_and_acks_what_it_handled(
+    conns: Connections, uid: str, bus: RedisStreamsBus
+) -> None:
+    """Three orders' first events meet at a barrier: handled one after another they never
+    would. An order's second event waits for its first; a failure holds back that order's
+    later events only; the events handled are acknowledged, the others stay pending."""
+    a, b, c = (f"{uid}_{x}" for x in "abc")
+    events = [_event(a), _event(b), _event(a), _event(c), _event(b)]
+    await bus.publish(events)
+    sub = await bus.subscribe(f"batch-{uid}", "w1")
+    deliveries = await sub.fetch(10, 1.0)
+    assert [d.event.event_id for d in deliveries] == [e.event_id for e in events]
+    firsts = {events[0].event_id, events[1].event_id, events[3].event_id}
+    met = asyncio.Barrier(3)
+    seen: list[str] = []
+
+    async def handler(conn: Any, event: Event) -> None:
+        if event.event_id in firsts:
+            async with asyncio.timeout(5):
+                await met.wait()
+        seen.append(event.event_id)
+        if event.order_id == f"ord_sf_{b}":
+            raise RuntimeError("b cannot be handled")
+
+    consumer = Consumer(f"batch-{uid}", {"ORDER_DELIVERED": handler}, transactional=False)
+    stats = WorkerStats()
+    await work_batch(conns, consumer, sub, deliveries, stats)
+    assert (stats.handled, stats.failed, stats.skipped) == (3, 1, 1)
+    assert seen.index(events[0].event_id) < seen.index(events[2].event_id)
+    assert events[4].event_id not in seen  # b's second waits for its first
+    pending = await bus.client.xpending_range(bus.stream, f"batch-{uid}", "-", "+", 10)
+    assert sorted(p["message_id"] for p in pending) == sorted(deliveries[i].token for i in (1, 4))

@@ -306,6 +306,43 @@ async def test_a_lock_is_released_only_by_its_owner(conns: Connections, region: 
     assert await store.acquire_lock(region, "ord_2") is not None
 
 
+async def test_the_lock_and_the_reservation_are_taken_together_or_not_at_all(
+    conns: Connections, region: str, uid: str
+) -> None:
+    store = make_store(conns)
+    redis = conns.require_redis()
+    bike, car = f"bike_{uid}", f"car_{uid}"
+    await put(store, region, bike, 10, VehicleType.BICYCLE)
+    await put(store, region, car, 20, VehicleType.CAR)
+    lock = await store.lock_and_add_order(region, bike, "ord_a")
+    assert lock is not None and await redis.get(lock.key) == lock.token.encode()
+    assert 0 < await redis.ttl(lock.key) <= 30
+    assert await store.active_orders(region, bike) == {"ord_a"}
+    # Someone holds the order's lock: nothing changes for the driver asked for.
+    assert await store.lock_and_add_order(region, car, "ord_a") is None
+    assert await store.active_orders(region, car) == set()
+    # A refused driver (a full bicycle) raises, and the lock it took is let go.
+    with pytest.raises(Conflict, match="capacity"):
+        await store.lock_and_add_order(region, bike, "ord_b")
+    assert await redis.exists(keys.assignment_lock(region, "ord_b")) == 0
+    assert await store.active_orders(region, bike) == {"ord_a"}
+    # Let go with a message published in the same round trip.
+    pubsub = redis.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(f"chan_{uid}")
+    try:
+        assert await store.release_lock(lock, publish=[(f"chan_{uid}", "hello")])
+        message = None
+        for _ in range(50):
+            message = await pubsub.get_message(timeout=0.1)
+            if message is not None:
+                break
+        assert message is not None and message["data"] == b"hello"
+    finally:
+        await pubsub.aclose()
+    assert await redis.exists(lock.key) == 0
+    await cleanup_homes(conns, [bike, car])
+
+
 async def test_nearest_available_drivers_come_nearest_first_in_one_round_trip(
     conns: Connections, region: str, uid: str
 ) -> None:

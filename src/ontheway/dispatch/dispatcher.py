@@ -13,11 +13,12 @@ never waits for the answer: an accept assigns, a decline or an expiry is an even
 the order back here. An order with an offer pending is not offered again. With
 ``dispatch_auto_accept`` the best driver is assigned at once (``Assignments.assign``).
 
-Idempotency: the worker marks the event handled in the same transaction as the handler,
-but the assignment commits on its own (PostgreSQL via ``OrderService``, Redis via the
-fleet). So the dispatcher is idempotent by itself: an order that is no longer searching is
-"already done", and an assignment refused because the order was taken meanwhile (a 409 from
-the conditional update) is "already done" too, never a failure.
+Idempotency: the assignment commits on its own (PostgreSQL via ``OrderService``, Redis via
+the fleet), so the dispatcher is idempotent by itself: an order that is no longer searching
+is "already done", and an assignment refused because the order was taken meanwhile (a 409
+from the conditional update) is "already done" too, never a failure. The dispatch consumer
+is therefore not transactional: the worker marks the event handled after the handler, and
+holds no connection while it runs.
 
 No road map: a region without one (or a restaurant off its map) is refused with
 ``DispatchRefused`` (recorded by the worker, retried, dead-lettered) unless
@@ -53,7 +54,7 @@ from ontheway.orders.ids import region_of
 from ontheway.orders.lifecycle import EventType, Status
 from ontheway.orders.queries import OrderQueries
 from ontheway.orders.service import OrderService
-from ontheway.orders.store import ShardAccess, fetch_order
+from ontheway.orders.store import ShardAccess
 from ontheway.regions import LatLng, load_catalog
 from ontheway.roads.errors import NoRoadMap, OutsideRoadMap
 from ontheway.roads.routing import RoadService
@@ -242,22 +243,15 @@ class Dispatcher:
             log.warning("order %s found no driver in %.0f s", order["order_id"], waited_s)
 
     async def handle(self, conn: Any, event: Event) -> None:
-        """The consumer's handler. ``conn`` is the worker's transaction: the order is read
-        on it (a read takes no transaction id), but the assignment commits on its own and is
-        idempotent."""
-        # The worker's mark needs no disk flush of its own: what the dispatch did is
-        # committed durably by its own transactions, and a mark lost in a crash only means a
-        # redelivery that finds the order done. One flush less per order, off the hot path.
+        """The consumer's handler. The dispatch consumer is not transactional (``conn`` is
+        None): what a dispatch does commits on its own and is idempotent, so the worker
+        holds no connection while it runs."""
         region = region_of(event.order_id, "ord")
         if self.batch is not None and self.settings.dispatch_policy == "batched":
-            await conn.execute("SET LOCAL synchronous_commit TO off")
             await self.batch.enqueue(region, event.order_id)
             return
         try:
-            async with conn.pipeline():  # the setting and the read in one round trip
-                await conn.execute("SET LOCAL synchronous_commit TO off")
-                order = await fetch_order(conn, event.order_id)
-            await self.dispatch(event.order_id, order)
+            await self.dispatch(event.order_id)
         except NoDriverYet:
             if self.batch is None:
                 raise
@@ -278,7 +272,7 @@ def dispatch_consumer(dispatcher: Dispatcher) -> Consumer:
         EventType.OFFER_DECLINED.value: dispatcher.handle,
         EventType.OFFER_EXPIRED.value: dispatcher.handle,
     }
-    return Consumer("dispatch", handlers)
+    return Consumer("dispatch", handlers, transactional=False)
 
 
 def build_dispatcher(conns: Connections, settings: Settings) -> Dispatcher:

@@ -35,10 +35,16 @@ COMMISSION_ON_SUBTOTAL = Decimal("0.15")
 
 @dataclass(frozen=True)
 class Consumer:
-    """A named consumer group and what it does with each event type it cares about."""
+    """A named consumer group and what it does with each event type it cares about.
+
+    ``transactional``: each handler runs in a transaction on the event's shard with the row
+    that marks the event handled, and gets its connection. A consumer whose effects commit on
+    their own and are idempotent by themselves (the dispatcher's) says False: its handlers
+    get no connection, none is held while they run, and the mark is written after them."""
 
     name: str
     handlers: dict[str, Handler]
+    transactional: bool = True
 
 
 async def _order(conn: Any, order_id: str) -> dict[str, Any]:

@@ -3,13 +3,16 @@
 An event's effect and the row that marks it handled are written in one transaction on the
 event's shard, the mark last, so a redelivered event (at-least-once) has one effect: a
 duplicate finds the mark taken and rolls its effect back. A handler's effects outside that
-transaction (the dispatcher's) must be idempotent by themselves. Events the consumer has no
-handler for are acknowledged without touching PostgreSQL. A failing handler is
-recorded in ``consumer_failures`` and the event handed back to the stream, which delivers
-it again and dead-letters it after the last attempt; the failure is also logged. Later
-events of the same order wait until the failed one is handled, to keep each order's order.
-A handler may return a callback that runs once its transaction has committed (a live push of
-what it stored); it runs for the first delivery only.
+transaction (the dispatcher's) must be idempotent by themselves; a consumer made only of such
+handlers is not transactional (``Consumer.transactional``): no transaction is held across
+its handler, and the mark follows it. Events the consumer has no handler for are
+acknowledged without touching PostgreSQL. A failing handler is recorded in
+``consumer_failures`` and the event handed back to the stream, which delivers it again and
+dead-letters it after the last attempt; the failure is also logged. Later events of the same
+order wait until the failed one is handled, to keep each order's order; the events of
+different orders in one batch are handled side by side, and acknowledged together. A handler
+may return a callback that runs once its transaction has committed (a live push of what it
+stored); it runs for the first delivery only.
 """
 
 from __future__ import annotations
@@ -45,6 +48,18 @@ _MARK = (
     " ON CONFLICT DO NOTHING RETURNING event_id"
 )
 _MARKED = "SELECT 1 FROM processed_events WHERE consumer = %s AND event_id = %s"
+_MARK_ALONE = (
+    "INSERT INTO processed_events (consumer, event_id)"
+    " SELECT %s, %s FROM (SELECT set_config('synchronous_commit', 'off', true)) s"
+    " ON CONFLICT DO NOTHING RETURNING event_id"
+)
+"""The mark of a consumer that is not transactional, committed alone with no disk flush of
+its own: what the handler did committed durably on its own, and a mark lost in a crash only
+means a redelivery, which the handler finds done."""
+
+
+CONCURRENCY = 8
+"""Orders a worker handles side by side within a batch (each order's events in turn)."""
 
 
 class _Duplicate(Exception):
@@ -58,6 +73,14 @@ async def handle_once(conns: Connections, consumer: Consumer, delivery: Delivery
     handler = consumer.handlers.get(event.event_type)
     if handler is None:
         return True
+    if not consumer.transactional:
+        after_commit = await handler(None, event)
+        async with conns.shard_connection(event.shard) as conn:
+            cur = await conn.execute(_MARK_ALONE, (consumer.name, event.event_id))
+            fresh = await cur.fetchone() is not None
+        if fresh and after_commit is not None:
+            await after_commit(conns)
+        return fresh
     after_commit = None
     async with conns.shard_connection(event.shard) as conn:
         try:
@@ -121,35 +144,69 @@ async def work_batch(
     sub: Subscription,
     deliveries: list[Delivery],
     stats: WorkerStats,
+    *,
+    concurrency: int = CONCURRENCY,
 ) -> None:
-    """Handle a batch in order; after a failure, that order's later events wait."""
-    blocked: set[str] = set()
+    """Handle a batch: each order's events in turn, different orders side by side (up to
+    ``concurrency`` at once); after a failure, that order's later events wait. The events
+    handled are acknowledged together once the batch is done (a crash before that means
+    redeliveries, which find them handled). A dependency that is down stops the batch: what
+    was not handled is left for a later fetch, and the error is raised."""
+    chains: dict[str, list[Delivery]] = {}
     for delivery in deliveries:
-        if delivery.event.order_id in blocked:
-            stats.skipped += 1
-            continue
-        try:
-            fresh = await handle_once(conns, consumer, delivery)
-        except DependencyUnavailable:
-            raise
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            log.error(
-                "%s failed on %s (attempt %d): %s",
-                consumer.name,
-                delivery.event.event_id,
-                delivery.attempt,
-                error,
-            )
-            stats.failed += 1
-            stats.errors.append(error)
-            blocked.add(delivery.event.order_id)
-            await record_failure(conns, consumer, delivery, error)
-            await sub.fail(delivery, error)
-            continue
-        stats.handled += fresh
-        stats.duplicates += not fresh
-        await sub.ack([delivery])
+        chains.setdefault(delivery.event.order_id, []).append(delivery)
+    gate = asyncio.Semaphore(concurrency)
+    done: list[Delivery] = []
+    down: list[DependencyUnavailable] = []
+
+    async def chain(items: list[Delivery]) -> None:
+        async with gate:
+            for index, delivery in enumerate(items):
+                if down:
+                    return
+                try:
+                    fresh = await handle_once(conns, consumer, delivery)
+                except DependencyUnavailable as exc:
+                    down.append(exc)
+                    return
+                except Exception as exc:
+                    stats.skipped += len(items) - index - 1
+                    try:
+                        await _failed(conns, consumer, sub, delivery, exc, stats)
+                    except DependencyUnavailable as dependency:
+                        down.append(dependency)
+                    return
+                stats.handled += fresh
+                stats.duplicates += not fresh
+                done.append(delivery)
+
+    await asyncio.gather(*(chain(items) for items in chains.values()))
+    await sub.ack(done)
+    if down:
+        raise down[0]
+
+
+async def _failed(
+    conns: Connections,
+    consumer: Consumer,
+    sub: Subscription,
+    delivery: Delivery,
+    exc: Exception,
+    stats: WorkerStats,
+) -> None:
+    """Log and record a handler's failure; the stream delivers the event again later."""
+    error = f"{type(exc).__name__}: {exc}"
+    log.error(
+        "%s failed on %s (attempt %d): %s",
+        consumer.name,
+        delivery.event.event_id,
+        delivery.attempt,
+        error,
+    )
+    stats.failed += 1
+    stats.errors.append(error)
+    await record_failure(conns, consumer, delivery, error)
+    await sub.fail(delivery, error)
 
 
 async def run_worker(
@@ -161,6 +218,7 @@ async def run_worker(
     batch: int = 100,
     poll_s: float = 1.0,
     stats: WorkerStats | None = None,
+    concurrency: int = CONCURRENCY,
 ) -> WorkerStats:
     """Consume until ``stop`` is set; a dependency that is down is waited out with
     exponential backoff (up to 30 s). Returns what was done."""
@@ -172,7 +230,7 @@ async def run_worker(
         while not stop.is_set():
             try:
                 deliveries = await sub.fetch(batch, poll_s)
-                await work_batch(conns, consumer, sub, deliveries, stats)
+                await work_batch(conns, consumer, sub, deliveries, stats, concurrency=concurrency)
                 backoff = 0.5
             except DependencyUnavailable as exc:
                 log.warning("%s waits %.1f s: %s", consumer.name, backoff, exc)

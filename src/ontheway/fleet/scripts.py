@@ -153,13 +153,13 @@ end
 return found
 """.replace("@MIN_RING@", repr(DENSE_MIN_RING_M)).replace("@LAST_STEP@", repr(LAST_STEP))
 
-# KEYS: drivers holding orders (the region's index). ARGV: prefix, id, order, then
-# (vehicle_type, capacity) pairs.
+# The body of ADD_ORDER, over the arguments A: prefix, id, order, then (vehicle_type,
+# capacity) pairs. KEYS[1]: drivers holding orders (the region's index).
 # Reply: {code, orders}: 0 added, 1 already held, 2 full, 3 unknown driver, 4 offline.
-ADD_ORDER = """
-local prefix, id, order = ARGV[1], ARGV[2], ARGV[3]
+_ADD_ORDER_BODY = """
+local prefix, id, order = A[1], A[2], A[3]
 local caps = {}
-for i = 4, #ARGV, 2 do caps[ARGV[i]] = tonumber(ARGV[i + 1]) end
+for i = 4, #A, 2 do caps[A[i]] = tonumber(A[i + 1]) end
 local pkey, okey = prefix .. id .. ':profile', prefix .. id .. ':active_orders'
 local p = redis.call('HMGET', pkey, 'vehicle_type', 'status')
 if not p[1] then return {3, 0} end
@@ -178,6 +178,28 @@ if n >= cap then
 end
 return {0, n}
 """
+
+# KEYS: drivers holding orders (the region's index). ARGV: prefix, id, order, then
+# (vehicle_type, capacity) pairs. Reply: see _ADD_ORDER_BODY.
+ADD_ORDER = "local A = ARGV\n" + _ADD_ORDER_BODY
+
+# KEYS: drivers holding orders (the region's index), the order's assignment lock. ARGV: the
+# lock's token, its ttl (s), then ADD_ORDER's. Takes the lock (SET NX EX), then adds the
+# order as ADD_ORDER does; the lock is let go again when the driver is refused (codes 2-4).
+# Reply: {5, 0} when someone else holds the lock, else ADD_ORDER's.
+LOCK_AND_ADD_ORDER = (
+    """
+if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2]) then return {5, 0} end
+local A = {unpack(ARGV, 3)}
+local reply = (function()
+"""
+    + _ADD_ORDER_BODY
+    + """
+end)()
+if reply[1] >= 2 then redis.call('DEL', KEYS[2]) end
+return reply
+"""
+)
 
 # KEYS: drivers holding orders (the region's index). ARGV: prefix, id, order, then
 # (vehicle_type, capacity) pairs.
@@ -234,10 +256,13 @@ if redis.call('EXISTS', KEYS[2]) == 0 then return redis.call('SREM', KEYS[1], AR
 return 0
 """
 
-# KEYS: the lock. ARGV: the owner's token. Deletes the lock only for its owner.
+# KEYS: the lock. ARGV: the owner's token, then (channel, message) pairs to publish. Deletes
+# the lock only for its owner (reply 1, else 0); publishes the messages either way.
 RELEASE_LOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+local released = 0
+if redis.call('GET', KEYS[1]) == ARGV[1] then released = redis.call('DEL', KEYS[1]) end
+for i = 2, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
+return released
 """
 
 # KEYS: locations, heartbeats, pending. ARGV: prefix, most drivers per call.

@@ -60,6 +60,21 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+LOCK_HELD = 5
+"""LOCK_AND_ADD_ORDER's reply when someone else holds the order's assignment lock."""
+
+
+def _added(region: str, driver_id: str, code: int, count: int) -> int:
+    """The driver's active order count after ADD_ORDER, or the error its code means."""
+    if code == 3:
+        raise UnknownDriver(f"no driver {driver_id!r} in region {region!r}", field="driver_id")
+    if code == 2:
+        raise Conflict(f"driver {driver_id!r} is at capacity ({count} active orders)")
+    if code == 4:
+        raise Conflict(f"driver {driver_id!r} is offline", code="driver_offline")
+    return int(count)
+
+
 def _optional_float(value: Any) -> float | None:
     text = _text(value)
     return float(text) if text else None
@@ -86,6 +101,7 @@ class FleetStore:
         self._ingest = redis.register_script(scripts.INGEST)
         self._find = redis.register_script(scripts.FIND_AVAILABLE)
         self._add_order = redis.register_script(scripts.ADD_ORDER)
+        self._lock_and_add = redis.register_script(scripts.LOCK_AND_ADD_ORDER)
         self._remove_order = redis.register_script(scripts.REMOVE_ORDER)
         self._set_status = redis.register_script(scripts.SET_STATUS)
         self._release = redis.register_script(scripts.RELEASE_LOCK)
@@ -277,13 +293,31 @@ class FleetStore:
                 keys=[keys.carrying(region)],
                 args=[keys.driver_prefix(region), driver_id, order_id, *self._caps],
             )
-        if code == 3:
-            raise UnknownDriver(f"no driver {driver_id!r} in region {region!r}", field="driver_id")
-        if code == 2:
-            raise Conflict(f"driver {driver_id!r} is at capacity ({count} active orders)")
-        if code == 4:
-            raise Conflict(f"driver {driver_id!r} is offline", code="driver_offline")
-        return int(count)
+        return _added(region, driver_id, code, count)
+
+    async def lock_and_add_order(
+        self, region: str, driver_id: str, order_id: str
+    ) -> AssignmentLock | None:
+        """Take the order's assignment lock for ``lock_ttl_s`` and give the order to the
+        driver within its capacity, in one round trip. None when someone else holds the lock
+        (nothing changed); a refused driver raises as ``add_order`` does, the lock let go."""
+        lock = AssignmentLock(keys.assignment_lock(region, order_id), uuid.uuid4().hex)
+        with dependency_errors("Redis"):
+            code, count = await self._lock_and_add(
+                keys=[keys.carrying(region), lock.key],
+                args=[
+                    lock.token,
+                    self.lock_ttl_s,
+                    keys.driver_prefix(region),
+                    driver_id,
+                    order_id,
+                    *self._caps,
+                ],
+            )
+        if code == LOCK_HELD:
+            return None
+        _added(region, driver_id, code, count)
+        return lock
 
     async def remove_order(self, region: str, driver_id: str, order_id: str) -> int:
         """Take an order off a driver (delivered, cancelled, reassigned); idempotent."""
@@ -332,10 +366,15 @@ class FleetStore:
             taken = await self.redis.set(lock.key, lock.token, nx=True, ex=self.lock_ttl_s)
         return lock if taken else None
 
-    async def release_lock(self, lock: AssignmentLock) -> bool:
-        """Release a lock if we still own it (compare-and-delete); False if it had expired."""
+    async def release_lock(
+        self, lock: AssignmentLock, publish: Sequence[tuple[str, str]] = ()
+    ) -> bool:
+        """Release a lock if we still own it (compare-and-delete); False if it had expired.
+        ``publish``: (channel, message) pairs published in the same round trip."""
         with dependency_errors("Redis"):
-            deleted = await self._release(keys=[lock.key], args=[lock.token])
+            deleted = await self._release(
+                keys=[lock.key], args=[lock.token, *(part for pair in publish for part in pair)]
+            )
         return bool(deleted)
 
     # -- search -----------------------------------------------------------------------------

@@ -30,9 +30,15 @@ log = logging.getLogger(__name__)
 QUEUE_SIZE = 64
 
 
+def status_message(order_id: str, status: str) -> tuple[str, str]:
+    """The (channel, message) that tells the order's trackers its new status."""
+    return keys.tracking_channel(order_id), json.dumps({"type": "status", "status": status})
+
+
 async def publish_status(redis: aioredis.Redis, order_id: str, status: str) -> None:
     """Tell the order's trackers its new status (call after the change is committed)."""
-    await _publish(redis, order_id, {"type": "status", "status": status})
+    with dependency_errors("Redis"):
+        await redis.publish(*status_message(order_id, status))
 
 
 async def publish_eta(
