@@ -285,3 +285,54 @@ async def test_bad_orders_are_refused_and_leave_nothing(
         "payments": 0,
         "order_events": 0,
     }
+
+
+async def set_price(shards: ShardAccess, item_id: str, price: Decimal) -> None:
+    async with shards.connection("sf") as conn:
+        await conn.execute("UPDATE menu_items SET price = %s WHERE item_id = %s", (price, item_id))
+
+
+async def test_a_price_changed_between_the_read_and_the_write_is_read_again(
+    orders: OrderService,
+    shards: ShardAccess,
+    sf: dict[str, Any],
+    uid: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The placement reads the menu, then writes in one statement that checks it again
+    under the stock's locks: a price changed in between is not charged at the old one. The
+    placement reads again and charges the new price; a menu that keeps changing is a 409
+    that leaves nothing behind."""
+    restaurant = sf["restaurants"][3]
+    item = restaurant["items"][0]
+    old = Decimal(item["price"])
+    prices = iter([old + Decimal("1.00"), old + Decimal("2.00"), old + Decimal("3.00")])
+    prepare = orders._prepare
+    changes = {"left": 1}
+
+    async def prepare_then_change(*args: Any) -> Any:
+        prepared = await prepare(*args)
+        if changes["left"]:
+            changes["left"] -= 1
+            await set_price(shards, item["item_id"], next(prices))
+        return prepared
+
+    monkeypatch.setattr(orders, "_prepare", prepare_then_change)
+    before = await stock(shards, item["item_id"])
+    try:
+        order, created = await orders.place(f"user_{uid}", order_for(restaurant, quantity=1))
+        (line,) = [x for x in order["items"] if x["item_id"] == item["item_id"]]
+        assert created and Decimal(line["price"]) == old + Decimal("1.00")
+        assert await stock(shards, item["item_id"]) == before - 1
+        changes["left"] = 2  # changed after each of the two reads
+        with pytest.raises(Conflict) as refused:
+            await orders.place(f"user_{uid}_b", order_for(restaurant, quantity=1))
+        assert refused.value.code == "menu_changed"
+        assert await rows_of_customer(shards, f"user_{uid}_b") == {
+            "orders": 0,
+            "payments": 0,
+            "order_events": 0,
+        }
+        assert await stock(shards, item["item_id"]) == before - 1
+    finally:
+        await set_price(shards, item["item_id"], old)

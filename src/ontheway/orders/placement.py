@@ -1,7 +1,9 @@
 """Placing an order: one transaction on the restaurant's shard (changing one: ``change``).
 The restaurant, the items and the address are checked, stock is taken (never below zero),
 prices are computed with Decimal, the payment recorded, the order written and its event
-appended, all or nothing.
+appended, all or nothing: one statement (``_PLACE``), which re-checks under the stock's
+locks what was read before it (with an Idempotency-Key, the key's row joins it in one
+transaction).
 
 Before a placement's transaction, so that it stays short: the estimated delivery (by road when
 the region has a map, see ``roads.planning.PlacementEstimator``; ``ORDER_PLACED`` records
@@ -47,10 +49,70 @@ from ontheway.roads.planning import (
 from ontheway.roads.routing import RoadService
 
 _RESTAURANT_POINT = (
-    "ST_Y(location::geometry) AS lat, ST_X(location::geometry) AS lng, prep_time_mean_s,"
+    "name, is_open, delivery_radius_m,"
+    " ST_Y(location::geometry) AS lat, ST_X(location::geometry) AS lng, prep_time_mean_s,"
     " ST_Distance(location, ST_SetSRID(ST_MakePoint(%(lng)s, %(lat)s), 4326)::geography)"
-    " AS distance_m"
+    " AS distance_m,"
+    " (SELECT coalesce(json_agg(x), '[]') FROM (SELECT m.item_id, m.name, m.price::text AS price,"
+    "   m.available, i.quantity FROM menu_items m JOIN inventory i USING (item_id)"
+    "   WHERE m.restaurant_id = %(r)s AND m.item_id = ANY(%(items)s)) x) AS items"
 )
+"""The restaurant and the asked items as the placement reads them before its write (no lock:
+the write checks again, under the items' locks, what it relies on)."""
+
+
+_PLACE = (
+    "WITH w AS (SELECT * FROM unnest(%(item_ids)s::text[], %(quantities)s::int[],"
+    "   %(prices)s::numeric[]) AS w(item_id, quantity, price)),"
+    " locked AS (SELECT m.item_id, m.name, m.price, m.available, i.quantity"
+    "   FROM menu_items m JOIN inventory i USING (item_id)"
+    "   WHERE m.restaurant_id = %(restaurant)s AND m.item_id = ANY(%(item_ids)s)"
+    "   ORDER BY m.item_id FOR UPDATE OF i),"
+    " ok AS (SELECT coalesce((SELECT r.is_open FROM restaurants r"
+    "   WHERE r.restaurant_id = %(restaurant)s), false) AS open,"
+    "   (SELECT count(*) FROM locked l JOIN w USING (item_id) WHERE l.available"
+    "   AND l.quantity >= w.quantity AND l.price = w.price) = %(n)s AS stocked),"
+    " go AS (SELECT open AND stocked AS go FROM ok),"
+    " s AS (UPDATE inventory i SET quantity = i.quantity - w.quantity, updated_at = %(now)s"
+    "   FROM w, go WHERE go.go AND i.item_id = w.item_id),"
+    " c AS (INSERT INTO customers (customer_id) SELECT %(customer)s FROM go WHERE go.go"
+    "   ON CONFLICT DO NOTHING),"
+    " o AS (INSERT INTO orders (order_id, region, customer_id, restaurant_id,"
+    "   customer_location, delivery_address, restaurant_location, items, subtotal,"
+    "   delivery_fee, tip, total, status, created_at, estimated_delivery, distance_m)"
+    "   SELECT %(order)s, %(region)s, %(customer)s, %(restaurant)s,"
+    "   ST_SetSRID(ST_MakePoint(%(lng)s, %(lat)s), 4326)::geography, %(address)s,"
+    "   ST_SetSRID(ST_MakePoint(%(r_lng)s, %(r_lat)s), 4326)::geography, %(items)s,"
+    "   %(subtotal)s, %(fee)s, %(tip)s, %(total)s, %(status)s, %(now)s, %(eta)s,"
+    "   %(distance)s FROM go WHERE go.go),"
+    " p AS (INSERT INTO payments (payment_id, order_id, order_created_at, customer_id,"
+    "   amount, status, created_at) SELECT %(payment)s, %(order)s, %(now)s,"
+    "   %(customer)s, %(total)s, 'authorized', %(now)s FROM go WHERE go.go),"
+    " e AS (INSERT INTO order_events (event_id, order_id, order_created_at, event_type, ts,"
+    "   data, actor) SELECT %(event)s, %(order)s, %(now)s, %(event_type)s, %(now)s,"
+    "   %(data)s, %(customer)s FROM go WHERE go.go)"
+    " SELECT go.go AS placed, ok.open AS is_open, CASE WHEN go.go THEN NULL ELSE"
+    "   (SELECT coalesce(json_agg(json_build_object('item_id', l.item_id, 'name', l.name,"
+    "   'price', l.price::text, 'available', l.available, 'quantity', l.quantity)), '[]')"
+    "   FROM locked l) END AS items FROM ok, go"
+)
+"""Placing an order in one statement: it locks the asked items' stock rows in id order (so
+that concurrent orders never deadlock), checks under those locks that every item is still
+available at the price read before with enough stock and that the restaurant is open, and
+only then takes the stock and writes the customer, the order, the payment and the event
+(foreign keys are checked at the end of the statement). It returns whether it wrote, the
+restaurant's state and, when it did not write, the locked items, from which the refusal is
+explained. One round trip
+where BEGIN, the read that locked, the write and COMMIT were four."""
+
+PLACE_TRIES = 2
+"""A placement whose menu changed between its read and its write is tried again once."""
+
+
+class MenuChanged(Conflict):
+    """An item's price changed between the placement's read and its write."""
+
+    code = "menu_changed"
 
 
 IDEMPOTENCY_CLAIM_S = 24 * 3600
@@ -123,23 +185,41 @@ class OrderPlacement:
                 code="unknown_restaurant",
             ) from None
         self._check_address(region, cmd.delivery_location)
+        for attempt in range(PLACE_TRIES):
+            try:
+                return await self._place_once(region, customer_id, cmd, idempotency_key)
+            except MenuChanged:
+                if attempt == PLACE_TRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _place_once(
+        self, region: str, customer_id: str, cmd: PlaceOrder, idempotency_key: str | None
+    ) -> tuple[dict[str, Any], bool]:
         now = datetime.now(UTC)
-        eta, zone = await self._prepare(region, cmd, now)
+        eta, zone, restaurant = await self._prepare(region, cmd, now)
         order_id = new_id("ord", region)
         digest, claim = "", None
         if idempotency_key is not None:
             digest = request_hash(customer_id, cmd)
             claim = await self._claim_everywhere(customer_id, idempotency_key, region, digest)
         try:
-            # BEGIN, the read that locks the stock, the write, COMMIT: a round trip each.
-            async with self.shards.connection(region) as conn, conn.transaction():
-                if idempotency_key is not None:
-                    first = await self._claim_key(
-                        conn, customer_id, idempotency_key, digest, order_id
+            async with self.shards.connection(region) as conn:
+                if idempotency_key is None:
+                    # One statement, alone in its transaction: one round trip.
+                    row = await self._place(
+                        conn, region, order_id, customer_id, cmd, now, eta, zone, restaurant
                     )
-                    if first is not None:
-                        return order_view(await fetch_order(conn, first)), False
-                row = await self._place(conn, region, order_id, customer_id, cmd, now, eta, zone)
+                else:
+                    async with conn.transaction():  # the key and the order commit together
+                        first = await self._claim_key(
+                            conn, customer_id, idempotency_key, digest, order_id
+                        )
+                        if first is not None:
+                            return order_view(await fetch_order(conn, first)), False
+                        row = await self._place(
+                            conn, region, order_id, customer_id, cmd, now, eta, zone, restaurant
+                        )
         except BaseException:
             if claim is not None:  # nothing was placed: the key is free again
                 await self._release_claim(*claim)
@@ -178,15 +258,19 @@ class OrderPlacement:
 
     async def _prepare(
         self, region: str, cmd: PlaceOrder, now: datetime
-    ) -> tuple[PlacementEta, Delivery | None]:
-        """Before the transaction, so that it stays short: the estimate (by road when the
-        region has a map) and the delivery zone's answer (None: no zones, check the radius)."""
+    ) -> tuple[PlacementEta, Delivery | None, dict[str, Any]]:
+        """Before the write: the restaurant with the asked items (``_RESTAURANT_POINT``), the
+        estimate (by road when the region has a map) and the delivery zone's answer (None:
+        no zones, check the radius)."""
         loc = cmd.delivery_location
         query, params = self.learner.kitchen_query(
             _RESTAURANT_POINT, cmd.restaurant_id, region, now
         )
         async with self.shards.connection(region) as conn:
-            cur = await conn.execute(query, params | {"lng": loc.lng, "lat": loc.lat})
+            cur = await conn.execute(
+                query,
+                params | {"lng": loc.lng, "lat": loc.lat, "items": sorted(merged(cmd.items))},
+            )
             found = await cur.fetchone()
         if found is None:
             raise InvalidInput(
@@ -198,7 +282,7 @@ class OrderPlacement:
         prep_s, distance_m = float(found["prep_time_mean_s"]), float(found["distance_m"])
         if self.estimator is None:
             eta = straight_line_eta(now, prep_s, distance_m, "no_road_service")
-            return self.learner.learned(region, eta, kitchen, now), None
+            return self.learner.learned(region, eta, kitchen, now), None, found
         eta, zone = await self.estimator.prepare(
             NewOrder(
                 region,
@@ -210,7 +294,7 @@ class OrderPlacement:
                 distance_m,
             )
         )
-        return self.learner.learned(region, eta, kitchen, now), zone
+        return self.learner.learned(region, eta, kitchen, now), zone, found
 
     async def _claim_key(
         self, conn: Conn, customer_id: str, key: str, digest: str, order_id: str
@@ -270,6 +354,13 @@ class OrderPlacement:
             raise InvalidInput(
                 f"no restaurant {restaurant_id!r}", field="restaurant_id", code="unknown_restaurant"
             )
+        self._check_restaurant(restaurant, zone)
+        return restaurant
+
+    @staticmethod
+    def _check_restaurant(restaurant: dict[str, Any], zone: Delivery | None) -> None:
+        """The restaurant is open and the address within its delivery zone: by road when
+        its region has zones (``zone``), else within its radius (as the crow flies)."""
         if not restaurant["is_open"]:
             raise Conflict(
                 f"{restaurant['name']} is closed", field="restaurant_id", code="restaurant_closed"
@@ -287,7 +378,6 @@ class OrderPlacement:
                 field="delivery_location",
                 code="outside_delivery_zone",
             )
-        return restaurant
 
     async def _place(
         self,
@@ -299,10 +389,14 @@ class OrderPlacement:
         now: datetime,
         eta: PlacementEta,
         zone: Delivery | None,
+        restaurant: dict[str, Any],
     ) -> dict[str, Any]:
+        """Check the order against the restaurant and items read before (``_prepare``),
+        then write it in one statement (see ``_PLACE``); ``MenuChanged`` when that read no
+        longer holds (a price changed meanwhile)."""
         loc = cmd.delivery_location
         wanted = merged(cmd.items)
-        restaurant = await self._read(conn, cmd.restaurant_id, loc, list(wanted), zone)
+        self._check_restaurant(restaurant, zone)
         distance_m = float(restaurant["distance_m"])
         lines = self._check_stock(cmd.restaurant_id, restaurant["items"], cmd.items, held={})
         items = line_items(lines, wanted)
@@ -334,32 +428,13 @@ class OrderPlacement:
             "distance_m": distance_m,
             "payment_status": "authorized",
         }
-        # One statement takes the stock (checked above under row locks, so never below zero)
-        # and writes the customer, the order, the payment and the event: one round trip
-        # instead of five (foreign keys are checked at the end of the statement).
-        await conn.execute(
-            "WITH s AS (UPDATE inventory i SET quantity = i.quantity - w.quantity,"
-            "   updated_at = %(now)s FROM unnest(%(item_ids)s::text[], %(quantities)s::int[])"
-            "   AS w(item_id, quantity) WHERE i.item_id = w.item_id),"
-            " c AS (INSERT INTO customers (customer_id) VALUES (%(customer)s)"
-            "   ON CONFLICT DO NOTHING),"
-            " o AS (INSERT INTO orders (order_id, region, customer_id, restaurant_id,"
-            "   customer_location, delivery_address, restaurant_location, items, subtotal,"
-            "   delivery_fee, tip, total, status, created_at, estimated_delivery, distance_m)"
-            "   VALUES (%(order)s, %(region)s, %(customer)s, %(restaurant)s,"
-            "   ST_SetSRID(ST_MakePoint(%(lng)s, %(lat)s), 4326)::geography, %(address)s,"
-            "   ST_SetSRID(ST_MakePoint(%(r_lng)s, %(r_lat)s), 4326)::geography, %(items)s,"
-            "   %(subtotal)s, %(fee)s, %(tip)s, %(total)s, %(status)s, %(now)s, %(eta)s,"
-            "   %(distance)s)),"
-            " p AS (INSERT INTO payments (payment_id, order_id, order_created_at, customer_id,"
-            "   amount, status, created_at) VALUES (%(payment)s, %(order)s, %(now)s,"
-            "   %(customer)s, %(total)s, 'authorized', %(now)s))"
-            " INSERT INTO order_events (event_id, order_id, order_created_at, event_type, ts,"
-            "   data, actor) VALUES (%(event)s, %(order)s, %(now)s, %(event_type)s, %(now)s,"
-            "   %(data)s, %(customer)s)",
+        cur = await conn.execute(
+            _PLACE,
             {
-                "item_ids": list(wanted),
-                "quantities": list(wanted.values()),
+                "item_ids": [line["item_id"] for line in lines],
+                "quantities": [wanted[line["item_id"]] for line in lines],
+                "prices": [str(line["price"]) for line in lines],
+                "n": len(lines),
                 "customer": customer_id,
                 "order": order_id,
                 "region": region,
@@ -384,6 +459,13 @@ class OrderPlacement:
                 "data": Jsonb({"order": order_view(row), **eta.event_data()}),
             },
         )
+        written = await cur.fetchone()
+        assert written is not None  # one row, whether it wrote or not
+        if not written["placed"]:
+            # Refused under the locks: say why as the checks above would have.
+            self._check_restaurant({**restaurant, "is_open": written["is_open"]}, zone)
+            self._check_stock(cmd.restaurant_id, written["items"], cmd.items, held={})
+            raise MenuChanged(f"the menu of {cmd.restaurant_id} changed while ordering")
         return row
 
     @staticmethod
