@@ -24,8 +24,9 @@ The relay and the workers run ``run_relay`` and ``run_dispatch`` with the real d
 in a process of its own (``python -m ontheway.bench.dispatch relay|worker SHARD``) whose
 connections reach the bench's shard only: ``ontheway relay`` and ``ontheway worker`` open
 every shard of the catalog, and would relay and dispatch other runs' orders. A worker takes
-``batch`` events per fetch (1 by default: with ``ontheway worker``'s 100, one worker takes a
-whole burst and handles it alone while the others wait).
+``batch`` events per fetch (10 by default) and handles those of different orders side by
+side (``events.worker.work_batch``); a whole burst taken by one worker no longer waits in
+line behind its first order.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ class DispatchBench:
         workers: int,
         map_file: Path,
         restaurants: int = 200,
-        batch: int = 1,
+        batch: int = 10,
         spread_km: float = 0.0,
     ) -> None:
         self.console = console
