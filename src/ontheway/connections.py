@@ -84,6 +84,16 @@ class GraphStore:
             self._db = None
 
 
+def _plan_cache_option(settings: Settings) -> dict[str, str]:
+    """The pooled connections' ``plan_cache_mode`` (a startup option). Generic plans: a
+    statement psycopg has prepared (its fifth run on a connection) is not planned again at
+    every run. PostgreSQL otherwise re-plans the ones whose custom plan prunes partitions
+    at planning time (an order read by id and month: 0.34 ms of planning for 0.07 ms of
+    execution); a generic plan prunes them when it starts instead."""
+    mode = settings.pg_plan_cache_mode
+    return {"options": f"-c plan_cache_mode={mode}"} if mode else {}
+
+
 @dataclass
 class Connections:
     """Every connection of one process, by dependency."""
@@ -114,7 +124,8 @@ class Connections:
                 # Autocommit: a statement alone is one round trip, not BEGIN, it and COMMIT
                 # (a read of one order cost three); statements that must commit together
                 # go in ``conn.transaction()``.
-                kwargs={"connect_timeout": max(1, round(timeout)), "autocommit": True},
+                kwargs={"connect_timeout": max(1, round(timeout)), "autocommit": True}
+                | _plan_cache_option(settings),
                 name=f"shard-{shard}",
             )
             await pool.open(wait=False)

@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     shard_dsns: dict[str, str] = Field(
         default_factory=dict, description='PostgreSQL DSN per shard, JSON: {"americas": "..."}'
     )
+    pg_plan_cache_mode: Literal["force_generic_plan", "auto", ""] = Field(
+        "force_generic_plan",
+        description="plan_cache_mode of the shards' pooled connections ('' leaves the "
+        "server's, e.g. behind a pooler that refuses startup options)",
+    )
     redis_url: str | None = Field(None, description="Redis for live driver state and streams")
     falkordb_url: str | None = Field(None, description="FalkorDB for road graphs")
     bus: Literal["redis", "kafka"] = Field("redis", description="event stream backend")

@@ -1,4 +1,5 @@
 from ontheway.connections import Connections
+from ontheway.settings import Settings
 
 
 async def test_every_shard_measures_geography_distances_with_postgis(conns: Connections) -> None:
@@ -24,3 +25,23 @@ async def test_each_shard_is_its_own_database(conns: Connections) -> None:
             assert row is not None
             names.add(row[0])
     assert names == {"ontheway_americas", "ontheway_europe", "ontheway_asia_pacific"}
+
+
+async def test_pooled_connections_autocommit_and_keep_generic_plans(
+    conns: Connections, settings: Settings
+) -> None:
+    """A statement alone commits by itself (one round trip); prepared statements keep one
+    generic plan (``pg_plan_cache_mode``), unless the setting leaves the server's."""
+    async with conns.shard_connection("americas") as conn:
+        assert conn.autocommit
+        cur = await conn.execute("SHOW plan_cache_mode")
+        assert await cur.fetchone() == {"plan_cache_mode": "force_generic_plan"}
+    plain = await Connections.open(
+        settings.model_copy(update={"pg_plan_cache_mode": ""}), shards=["americas"]
+    )
+    try:
+        async with plain.shard_connection("americas") as conn:
+            cur = await conn.execute("SHOW plan_cache_mode")
+            assert await cur.fetchone() == {"plan_cache_mode": "auto"}
+    finally:
+        await plain.close()
