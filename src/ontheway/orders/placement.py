@@ -102,8 +102,7 @@ available at the price read before with enough stock and that the restaurant is 
 only then takes the stock and writes the customer, the order, the payment and the event
 (foreign keys are checked at the end of the statement). It returns whether it wrote, the
 restaurant's state and, when it did not write, the locked items, from which the refusal is
-explained. One round trip
-where BEGIN, the read that locked, the write and COMMIT were four."""
+explained. One round trip where BEGIN, the read that locked, the write and COMMIT were four."""
 
 PLACE_TRIES = 2
 """A placement whose menu changed between its read and its write is tried again once."""
