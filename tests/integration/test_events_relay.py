@@ -13,6 +13,7 @@ from ontheway.connections import Connections
 from ontheway.events.model import Event
 from ontheway.events.redis_streams import RedisStreamsBus
 from ontheway.events.relay import (
+    APPLICATION_NAME,
     NEXT_EVENTS,
     _ShardRelay,
     cursor_name,
@@ -167,8 +168,8 @@ async def running_relay(conns: Connections) -> AsyncIterator[RedisStreamsBus]:
     await conns.require_redis().delete(bus.stream)
 
 
-async def published_soon(bus: RedisStreamsBus, order_id: str) -> bool:
-    for _ in range(100):
+async def published_soon(bus: RedisStreamsBus, order_id: str, seconds: float = 5.0) -> bool:
+    for _ in range(int(seconds / 0.05)):
         if any(e.order_id == order_id for e in await published(bus)):
             return True
         await asyncio.sleep(0.05)
@@ -247,3 +248,26 @@ async def test_one_relay_of_a_cursor_works_the_others_stand_by_and_take_over(
     finally:
         await first.close()
         await second.close()
+
+
+async def test_the_running_relay_reconnects_when_its_connection_is_killed(
+    conns: Connections,
+    orders: OrderService,
+    sf: dict[str, Any],
+    uid: str,
+    running_relay: RedisStreamsBus,
+) -> None:
+    """Its connection (and the cursor's lock with it) killed by the server, the relay
+    connects again and goes on publishing."""
+    first, _ = await orders.place(f"user_{uid}", order_for(sf["restaurants"][0]))
+    assert await published_soon(running_relay, first["order_id"])
+    async with conns.shard_connection("americas") as conn:
+        cur = await conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity"
+            " WHERE application_name = %s AND datname = current_database()",
+            (APPLICATION_NAME,),
+        )
+        killed = await cur.fetchone()
+    assert killed is not None and killed["n"] >= 1
+    second, _ = await orders.place(f"user_{uid}", order_for(sf["restaurants"][0]))
+    assert await published_soon(running_relay, second["order_id"], seconds=10)

@@ -78,6 +78,8 @@ LAG = (
 )
 """Unpublished events (up to 100,000), the oldest one's time, and whether the cursor exists
 (without it nothing is read: counting from the start read up to 100,000 events per call)."""
+APPLICATION_NAME = "ontheway-relay"
+"""How the relay's own connections show in ``pg_stat_activity``."""
 HELD_BACK_FIRST_S = 0.005  # held-back rows: look again after this, doubling up to the max
 HELD_BACK_MAX_S = 0.05
 MIN_GAP_S = 0.005  # at most one pass per 5 ms: commits arriving together share a batch
@@ -186,6 +188,7 @@ class _ShardRelay:
                 settings.dsn_for(self.shard),
                 autocommit=True,
                 connect_timeout=max(1, round(settings.dependency_timeout_s)),
+                application_name=APPLICATION_NAME,
             )
             await conn.execute("SET synchronous_commit TO off")
             await _ensure_cursor(conn, self.cursor)
@@ -282,6 +285,11 @@ async def run_relay(
                 continue
             poll_s = max(idle_s, LISTENING_POLL_S) if len(listening) == len(backoff) else idle_s
             wait_s = min(poll_s, held_wait_s) if held else poll_s
+            # A shard that failed is tried again when its backoff ends, not at the next poll
+            # (or commit) only.
+            retries = [due for due in backoff.values() if due > 0.0]
+            if retries:
+                wait_s = max(0.0, min(wait_s, min(retries) - loop.time()))
             held_wait_s = min(HELD_BACK_MAX_S, held_wait_s * 2) if held else HELD_BACK_FIRST_S
             await _first_of(stop, wake, wait_s)
     finally:
