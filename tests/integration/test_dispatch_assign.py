@@ -123,3 +123,24 @@ async def test_two_dispatchers_racing_assign_the_order_once(
     holders = [d for d in racers if oid in await fleet.active_orders("sf", d["driver_id"])]
     assert len(holders) == 1
     assert (await queries.get(oid))["driver_id"] == holders[0]["driver_id"]
+
+
+async def test_a_repeated_assignment_to_the_same_driver_leaves_it_holding_the_order(
+    assignments: Assignments,
+    fleet: FleetStore,
+    orders: OrderService,
+    queries: OrderQueries,
+    sf: dict[str, Any],
+    uid: str,
+) -> None:
+    """A dispatch repeated for an order already assigned (a redelivered event) is refused by
+    PostgreSQL; the driver's reservation, which is its assignment, is not taken back."""
+    driver = sf["drivers"][0]
+    await online(fleet, driver)
+    oid = await place(orders, sf, f"user_{uid}")
+    await assignments.assign(oid, driver["driver_id"], "dispatch")
+    with pytest.raises(Conflict):
+        await assignments.assign(oid, driver["driver_id"], "dispatch")
+    assert oid in await fleet.active_orders("sf", driver["driver_id"])
+    assert (await queries.get(oid))["driver_id"] == driver["driver_id"]
+    await fleet.remove_order("sf", driver["driver_id"], oid)

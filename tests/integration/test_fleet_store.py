@@ -314,8 +314,10 @@ async def test_the_lock_and_the_reservation_are_taken_together_or_not_at_all(
     bike, car = f"bike_{uid}", f"car_{uid}"
     await put(store, region, bike, 10, VehicleType.BICYCLE)
     await put(store, region, car, 20, VehicleType.CAR)
-    lock = await store.lock_and_add_order(region, bike, "ord_a")
-    assert lock is not None and await redis.get(lock.key) == lock.token.encode()
+    taken = await store.lock_and_add_order(region, bike, "ord_a")
+    assert taken is not None
+    lock, added = taken
+    assert added and await redis.get(lock.key) == lock.token.encode()
     assert 0 < await redis.ttl(lock.key) <= 30
     assert await store.active_orders(region, bike) == {"ord_a"}
     # Someone holds the order's lock: nothing changes for the driver asked for.
@@ -340,6 +342,10 @@ async def test_the_lock_and_the_reservation_are_taken_together_or_not_at_all(
     finally:
         await pubsub.aclose()
     assert await redis.exists(lock.key) == 0
+    # The order again for the driver holding it: locked, but nothing added.
+    again = await store.lock_and_add_order(region, bike, "ord_a")
+    assert again is not None and not again[1]
+    assert await store.active_orders(region, bike) == {"ord_a"}
     await cleanup_homes(conns, [bike, car])
 
 

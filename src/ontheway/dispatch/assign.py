@@ -44,20 +44,24 @@ class Assignments:
         undo the reservation if the commit fails. A second assignment racing for the same
         order gets a 409."""
         region = region_of(order_id, "ord")
-        lock = await self.fleet.lock_and_add_order(region, driver_id, order_id)
-        if lock is None:
+        taken = await self.fleet.lock_and_add_order(region, driver_id, order_id)
+        if taken is None:
             raise Conflict(
                 "the order is being assigned right now",
                 field="order_id",
                 code="assignment_in_progress",
             )
+        lock, added = taken
         try:
             row = await self.orders.transition(
                 order_id, EventType.DRIVER_ASSIGNED, actor, driver_id=driver_id
             )
         except BaseException:
             try:
-                await self.fleet.remove_order(region, driver_id, order_id)
+                # Only a reservation made here is taken back: one the driver held already is
+                # its assignment of this order (a repeated dispatch), which stands.
+                if added:
+                    await self.fleet.remove_order(region, driver_id, order_id)
             finally:
                 await self.fleet.release_lock(lock)
             raise

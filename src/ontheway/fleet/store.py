@@ -60,6 +60,8 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+ADDED = 0
+"""ADD_ORDER's reply when it added the order (1: the driver held it already)."""
 LOCK_HELD = 5
 """LOCK_AND_ADD_ORDER's reply when someone else holds the order's assignment lock."""
 
@@ -297,9 +299,10 @@ class FleetStore:
 
     async def lock_and_add_order(
         self, region: str, driver_id: str, order_id: str
-    ) -> AssignmentLock | None:
+    ) -> tuple[AssignmentLock, bool] | None:
         """Take the order's assignment lock for ``lock_ttl_s`` and give the order to the
-        driver within its capacity, in one round trip. None when someone else holds the lock
+        driver within its capacity, in one round trip; returns the lock and whether the order
+        was added (False: the driver held it already). None when someone else holds the lock
         (nothing changed); a refused driver raises as ``add_order`` does, the lock let go."""
         lock = AssignmentLock(keys.assignment_lock(region, order_id), uuid.uuid4().hex)
         with dependency_errors("Redis"):
@@ -317,7 +320,7 @@ class FleetStore:
         if code == LOCK_HELD:
             return None
         _added(region, driver_id, code, count)
-        return lock
+        return lock, code == ADDED
 
     async def remove_order(self, region: str, driver_id: str, order_id: str) -> int:
         """Take an order off a driver (delivered, cancelled, reassigned); idempotent."""
