@@ -128,12 +128,10 @@ class Dispatcher:
         # stream, dead-lettered after its last attempt).
         self.batch: BatchDispatcher | None = None
 
-    async def dispatch(self, order_id: str, order: dict[str, Any] | None = None) -> Outcome:
+    async def dispatch(self, order_id: str) -> Outcome:
         """Offer the order to the best available driver (or assign it, with auto-accept),
-        unless it has a driver or an offer pending already (``order``: its row, when the
-        caller has just read it)."""
-        if order is None:
-            order = await self.queries.get(order_id)
+        unless it has a driver or an offer pending already."""
+        order = await self.queries.get(order_id)
         if order["status"] not in SEARCHING:
             return Outcome(order_id, order["driver_id"], False)
         region = region_of(order_id, "ord")
