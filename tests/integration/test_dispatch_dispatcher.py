@@ -26,6 +26,7 @@ from ontheway.dispatch.dispatcher import (
     NoDriverYet,
     dispatch_consumer,
     flagged_key,
+    placed_snapshot,
 )
 from ontheway.events.bus import Delivery
 from ontheway.events.consumers import Consumer
@@ -74,7 +75,7 @@ async def town(
     the module's end its drivers are taken off the map: the next module's town may stand
     on the same node, and a driver left there would outrank the drivers of its tests."""
     seeded = await seed_with_fleet(
-        conns, catalog, settings, "sf", restaurants=2, customers=4, drivers=20,
+        conns, catalog, settings, "sf", restaurants=2, customers=4, drivers=21,
         seed=random.randrange(1 << 30),
     )  # fmt: skip
     network = await roads.network("sf")
@@ -207,6 +208,41 @@ async def test_an_order_is_assigned_to_the_best_scored_driver_nearby(
     assert outcome.assigned and outcome.driver_id == near
     assert (await queries.get(oid))["driver_id"] == near
     assert oid in await fleet.active_orders("sf", near)
+
+
+async def placed_event(queries: OrderQueries, oid: str) -> Event:
+    """The order's ``ORDER_PLACED`` as the stream delivers it."""
+    (row,) = [e for e in await queries.events(oid) if e["event_type"] == "ORDER_PLACED"]
+    return Event(
+        str(row["event_id"]), oid, row["event_type"], row["ts"], row["data"], row["actor"],
+        "americas", 1,
+    )  # fmt: skip
+
+
+async def test_the_placed_snapshot_is_the_order_as_read_and_a_stale_one_assigns_nothing(
+    dispatcher: Dispatcher,
+    fleet: FleetStore,
+    orders: OrderService,
+    queries: OrderQueries,
+    town: dict[str, Any],
+    uid: str,
+) -> None:
+    await perfect_cars(fleet, town, node_at(town, 0))
+    oid = await place(orders, town, uid)
+    snapshot = placed_snapshot(await placed_event(queries, oid))
+    assert snapshot is not None
+    row = await queries.get(oid)
+    assert snapshot == {k: row[k] for k in snapshot}
+    # Cancelled before the dispatcher handles its ORDER_PLACED: the snapshot still says it
+    # searches. The assignment's conditional update refuses it and the reservation goes.
+    await orders.transition(oid, EventType.ORDER_CANCELLED, f"user_{uid}")
+    outcome = await dispatcher.dispatch(oid, snapshot)
+    assert not outcome.assigned and outcome.driver_id is None
+    for driver in town["drivers"]:
+        assert oid not in await fleet.active_orders("sf", driver["driver_id"])
+    assert await assigned_events(queries, oid) == 0
+    assert (await queries.get(oid))["status"] == "cancelled"
+    assert await fleet.redis.exists(keys.assignment_lock("sf", oid)) == 0
 
 
 async def test_a_driver_gone_unavailable_is_replaced_by_another(

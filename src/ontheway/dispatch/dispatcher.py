@@ -128,15 +128,19 @@ class Dispatcher:
         # stream, dead-lettered after its last attempt).
         self.batch: BatchDispatcher | None = None
 
-    async def dispatch(self, order_id: str) -> Outcome:
+    async def dispatch(self, order_id: str, placed: dict[str, Any] | None = None) -> Outcome:
         """Offer the order to the best available driver (or assign it, with auto-accept),
-        unless it has a driver or an offer pending already."""
-        order = await self.queries.get(order_id)
+        unless it has a driver or an offer pending already. ``placed``: the order as its
+        ``ORDER_PLACED`` event recorded it (``placed_snapshot``), used instead of reading
+        the order when drivers auto-accept (see ``placed_snapshot``)."""
+        auto = self.settings.dispatch_auto_accept
+        fresh = placed is None or not auto
+        order = await self.queries.get(order_id) if fresh else placed
+        assert order is not None
         if order["status"] not in SEARCHING:
             return Outcome(order_id, order["driver_id"], False)
         region = region_of(order_id, "ord")
         restaurant = LatLng(lat=order["restaurant_lat"], lng=order["restaurant_lng"])
-        auto = self.settings.dispatch_auto_accept
         book = self.offers.book
         if not auto and await book.pending(region, order_id):
             return Outcome(order_id, None, False)  # a duplicate event: the offer stands
@@ -159,7 +163,8 @@ class Dispatcher:
                 now = await self.queries.get(order_id)
                 if now["status"] not in SEARCHING:
                     return Outcome(order_id, now["driver_id"], False)
-        await self.flag_if_late(region, order)
+        # Flagged on the order as it is now (the snapshot may be stale: cancelled meanwhile).
+        await self.flag_if_late(region, order if fresh else await self.queries.get(order_id))
         raise NoDriverYet(f"no available driver near the restaurant of {order_id}")
 
     async def _ranked(
@@ -249,7 +254,7 @@ class Dispatcher:
             await self.batch.enqueue(region, event.order_id)
             return
         try:
-            await self.dispatch(event.order_id)
+            await self.dispatch(event.order_id, placed_snapshot(event))
         except NoDriverYet:
             if self.batch is None:
                 raise
@@ -260,6 +265,32 @@ class Dispatcher:
             if exc.code != "unknown_order":
                 raise
             log.warning("dispatch skips %s: %s", event.order_id, exc.message)
+
+
+def placed_snapshot(event: Event) -> dict[str, Any] | None:
+    """What dispatch needs of the order (its status, driver, restaurant's point and creation
+    time, as ``OrderQueries.get`` names them) from an ``ORDER_PLACED`` event's snapshot; None
+    for other events or a snapshot without them.
+
+    With auto-accept the dispatcher trusts it instead of reading the order again: if the
+    order changed meanwhile (cancelled), the assignment's conditional update refuses it with
+    a 409, the reservation it made is taken back, and the order is read then. Offers read the
+    order first: an offer is pushed to a driver before anything is committed."""
+    if event.event_type != EventType.ORDER_PLACED.value:
+        return None
+    view: Any = event.data.get("order")
+    try:
+        point = view["restaurant_location"]
+        return {
+            "order_id": event.order_id,
+            "status": view["status"],
+            "driver_id": view["assigned_driver_id"],
+            "restaurant_lat": float(point["lat"]),
+            "restaurant_lng": float(point["lng"]),
+            "created_at": datetime.fromisoformat(view["created_at"]),
+        }
+    except (TypeError, KeyError, ValueError):
+        return None
 
 
 def dispatch_consumer(dispatcher: Dispatcher) -> Consumer:
