@@ -46,10 +46,19 @@ class Subscription(Protocol):
         ...
 
 
+class Publishable(Protocol):
+    """What a bus publishes: an ``Event``, or an ``EncodedEvent`` (the relay's)."""
+
+    @property
+    def order_id(self) -> str: ...
+
+    def to_json(self) -> str: ...
+
+
 class EventBus(Protocol):
     """Publish events and subscribe consumer groups."""
 
-    async def publish(self, events: Sequence[Event]) -> None:
+    async def publish(self, events: Sequence[Publishable]) -> None:
         """Publish in the given order; returns once the stream holds them durably."""
         ...
 

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from ontheway.errors import DependencyUnavailable
-from ontheway.events.bus import DEAD_LETTER, TOPIC, Delivery
+from ontheway.events.bus import DEAD_LETTER, TOPIC, Delivery, Publishable
 from ontheway.events.model import Event
 
 
@@ -39,7 +39,7 @@ class KafkaBus:
             self._producer = producer
         return self._producer
 
-    async def publish(self, events: Sequence[Event]) -> None:
+    async def publish(self, events: Sequence[Publishable]) -> None:
         """Send every event keyed by its order id; returns when all are acknowledged."""
         if not events:
             return

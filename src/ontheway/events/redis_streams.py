@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from ontheway.connections import dependency_errors
-from ontheway.events.bus import DEAD_LETTER, TOPIC, Delivery
+from ontheway.events.bus import DEAD_LETTER, TOPIC, Delivery, Publishable
 from ontheway.events.model import Event
 
 # A pending entry comes back after claim_idle_s, then 2x, 4x... that (up to 64x).
@@ -31,7 +31,7 @@ class RedisStreamsBus:
     stream: str = f"events:{TOPIC}"
     dead_stream: str = f"events:{DEAD_LETTER}"
 
-    async def publish(self, events: Sequence[Event]) -> None:
+    async def publish(self, events: Sequence[Publishable]) -> None:
         """XADD each event, in order, in one pipeline; old entries are trimmed (about)."""
         if not events:
             return

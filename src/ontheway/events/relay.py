@@ -44,7 +44,7 @@ from psycopg.rows import dict_row
 from ontheway import tasks
 from ontheway.connections import Connections, dependency_errors
 from ontheway.events.bus import EventBus
-from ontheway.events.model import Event
+from ontheway.events.model import EncodedEvent, wire_json
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ CHANNEL = "outbox"
 # events held back (scripts/bench-outbox-read.sql).
 _CURSOR = "(SELECT c.last_txid, c.last_seq FROM outbox_cursor c WHERE c.stream = %s)"
 NEXT_EVENTS = (
-    "SELECT e.event_id, e.order_id, e.event_type, e.ts, e.data, e.actor, e.seq,"
+    "SELECT e.event_id, e.order_id, e.event_type, e.ts, e.data::text AS data, e.actor, e.seq,"
     " e.txid::text AS txid, e.txid < pg_snapshot_xmin(pg_current_snapshot()) AS ready"
     f" FROM order_events e WHERE (e.txid, e.seq) > {_CURSOR}"
     " ORDER BY e.txid, e.seq LIMIT %s"
@@ -202,11 +202,13 @@ class _ShardRelay:
                 await conn.close()
 
 
-def _event(row: dict[str, Any], shard: str) -> Event:
-    return Event(
-        event_id=str(row["event_id"]), order_id=row["order_id"], event_type=row["event_type"],
-        ts=row["ts"], data=row["data"], actor=row["actor"], shard=shard, seq=row["seq"],
+def _event(row: dict[str, Any], shard: str) -> EncodedEvent:
+    """A row of ``NEXT_EVENTS`` in its wire form; its data, read as text, is not parsed."""
+    wire = wire_json(
+        str(row["event_id"]), row["order_id"], row["event_type"], row["ts"], row["data"],
+        row["actor"], shard, row["seq"],
     )  # fmt: skip
+    return EncodedEvent(row["order_id"], wire)
 
 
 async def start_at_end(conns: Connections, shard: str, cursor: str) -> None:
