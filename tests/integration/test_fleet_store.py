@@ -364,18 +364,25 @@ async def test_nearest_available_drivers_come_nearest_first_in_one_round_trip(
         name = f"free{i}_{uid}"
         await put(store, region, name, metres, VehicleType.CAR if i % 2 else VehicleType.SCOOTER)
         drivers.append(name)
+    # Every command the store sends, by redis-py's client or packed on a pooled connection.
     calls: list[Any] = []
-    original = store.redis.execute_command
+    original, packed = store.redis.execute_command, store._send_packed
 
     async def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append(args[0])
         return await original(*args, **kwargs)
 
+    async def counting_packed(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[0])
+        return await packed(*args, **kwargs)
+
     store.redis.execute_command = counting  # type: ignore[method-assign]
+    store._send_packed = counting_packed  # type: ignore[method-assign]
     try:
         found = await store.find_available(region, *CENTER, 3218.688, 3)
     finally:
         store.redis.execute_command = original  # type: ignore[method-assign]
+        store._send_packed = packed  # type: ignore[method-assign]
     assert len(calls) == 1
     assert [c.driver_id for c in found] == [f"free1_{uid}", f"free2_{uid}", f"free3_{uid}"]
     assert [round(c.distance_m, -1) for c in found] == [700, 1500, 2500]
