@@ -17,6 +17,7 @@ from ontheway.roads import matrix as matrix_module
 from ontheway.roads.errors import NoRoadMap, OutsideRoadMap, SamePoint, Unreachable
 from ontheway.roads.graph import RoadGraph, build_graph
 from ontheway.roads.importer import import_osm
+from ontheway.roads.matrix import VERSION_CHECK_S
 from ontheway.roads.network import Snap
 from ontheway.roads.osm import OsmRestriction, read_osm
 from ontheway.roads.routing import RoadService
@@ -456,6 +457,7 @@ async def test_a_matrix_after_a_reimport_is_asked_of_the_new_map(
 ) -> None:
     before = await service.network(sf.region)
     await import_osm(db, sf.region, DATA / "san-francisco-downtown-drive.osm.bz2")
+    await asyncio.sleep(VERSION_CHECK_S)  # how long a process trusts the map it holds
     matrix = await service.matrix([UNION_SQUARE, CHINATOWN], [FERRY_BUILDING])
     after = await service.network(sf.region)
     assert after.import_id != before.import_id

@@ -1,3 +1,4 @@
+import asyncio
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -9,8 +10,10 @@ from scipy.sparse.csgraph import dijkstra
 
 from ontheway.connections import GraphStore
 from ontheway.regions import Catalog, LatLng
+from ontheway.roads import matrix as matrix_module
 from ontheway.roads.graph import RoadGraph
 from ontheway.roads.importer import import_osm
+from ontheway.roads.matrix import VERSION_CHECK_S
 from ontheway.roads.planning import slowdown
 from ontheway.roads.routing import RoadService
 from ontheway.roads.store import drop_graph, graph_name, read_graph
@@ -109,6 +112,7 @@ async def test_a_matrix_asked_by_another_process_follows_a_traffic_change(
         route = await service.route([UNION_SQUARE, FERRY_BUILDING])
         change = TrafficChange(roads=tuple(RoadFactor(r, 12.0) for r in route.legs[0].road_ids))
         await service.update_traffic(region_id, change)
+        await asyncio.sleep(VERSION_CHECK_S)  # how long the other process trusts its weights
         after = (await other.matrix([UNION_SQUARE], [FERRY_BUILDING]))[0][0]
         assert before is not None and after is not None and after > before
         assert after == pytest.approx(
@@ -127,8 +131,34 @@ async def test_a_matrix_asked_by_another_process_follows_a_traffic_change(
         assert slowdown(after, free_flow) is not None and slowdown(after, free_flow) > 1.5
         free = TrafficChange(roads=tuple(RoadFactor(r, 1.0) for r in route.legs[0].road_ids))
         await service.update_traffic(region_id, free)  # the later tests expect no jam
+        await asyncio.sleep(VERSION_CHECK_S)
         reset = (await other.matrix([UNION_SQUARE], [FERRY_BUILDING]))[0][0]
         assert reset == (await service.route([UNION_SQUARE, FERRY_BUILDING])).duration_s
+    finally:
+        await store.aclose()
+
+
+async def test_a_process_asks_the_graph_for_its_weights_at_most_once_per_check_interval(
+    settings: Settings, region_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    force_matrix_path(monkeypatch, "in_process")
+    asked: list[str] = []
+    read = matrix_module.read_version
+
+    async def counting(db: FalkorDB, name: str) -> tuple[str, int] | None:
+        asked.append(name)
+        return await read(db, name)
+
+    monkeypatch.setattr(matrix_module, "read_version", counting)
+    store = GraphStore(settings.require_falkordb_url(), settings.dependency_timeout_s)
+    other = RoadService(store, catalog_of(region_id))
+    try:
+        for _ in range(3):
+            assert (await other.matrix([UNION_SQUARE], [FERRY_BUILDING]))[0][0] is not None
+        assert len(asked) == 1
+        await asyncio.sleep(VERSION_CHECK_S)
+        await other.matrix([UNION_SQUARE], [FERRY_BUILDING])
+        assert len(asked) == 2
     finally:
         await store.aclose()
 

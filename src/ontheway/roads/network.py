@@ -6,11 +6,13 @@ connected component, so that any two snapped points are joined by a route both w
 length, name and shape of the roads a route takes, and travel-time matrices
 (``roads.search``: one bounded search per row or column, where FalkorDB needs one search
 per pair). ``weights_version`` is the graph's count of traffic writes that the roads'
-``time_s`` here reflect; the service checks it against the graph's with each matrix.
+``time_s`` here reflect; the service checks it against the graph's before a matrix, at most
+every ``roads.matrix.VERSION_CHECK_S`` (``version_checked_at``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,6 +46,8 @@ class RoadNetwork:
         self.import_id = import_id
         self.graph = graph
         self.weights_version = weights_version
+        self.version_checked_at = -math.inf
+        """When (``time.monotonic``) the graph last confirmed this import and weights."""
         mask = graph.largest_component_mask()
         self.routable: NDArray[np.int64] = np.flatnonzero(mask).astype(np.int64)
         self._ref_lat = float(np.mean(graph.lat)) if graph.node_count else 0.0
