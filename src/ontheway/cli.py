@@ -251,13 +251,17 @@ def bench_dispatch(
     map_file: Annotated[Path, typer.Option("--map", help="OSM extract (.osm/.osm.bz2)")] = Path(
         "tests/data/osm/san-francisco-downtown-drive.osm.bz2"
     ),
+    warmup: Annotated[
+        float,
+        typer.Option(min=0, max=600, help="seconds at the rate before the measured ones"),
+    ] = 3,
 ) -> None:
     """ORDER_PLACED commit to DRIVER_ASSIGNED commit through the relay and the workers."""
     from ontheway.bench.dispatch import run_dispatch_bench
 
     figures = run_dispatch_bench(
         load_settings(), console, drivers=drivers, rate=rate, seconds=seconds,
-        workers=workers, batch=batch, map_file=map_file, spread_km=spread_km,
+        workers=workers, batch=batch, map_file=map_file, spread_km=spread_km, warmup_s=warmup,
     )  # fmt: skip
     if figures.failed or figures.assigned < figures.placed:
         raise typer.Exit(1)

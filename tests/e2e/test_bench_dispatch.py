@@ -19,11 +19,15 @@ def test_bench_dispatch_assigns_every_order_prints_its_figures_and_cleans_up(
 ) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "ontheway", "bench", "dispatch",
-         "--drivers", "2000", "--rate", "20", "--seconds", "3", "--workers", "1"],
+         "--drivers", "2000", "--rate", "20", "--seconds", "3", "--workers", "1",
+         "--warmup", "1"],
         capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "250"},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
+    # The warm-up's 20 orders (1 s at the rate, without a pause before the measured ones)
+    # are not counted.
+    assert "after 1 s at that rate not measured" in out, out
     assert "orders assigned / placed: 60 / 60 (0 failed)" in out, out
     latency = re.search(r"p50 ([\d.]+) ms, p90 ([\d.]+) ms, p99 ([\d.]+) ms, max ([\d.]+) ms", out)
     assert latency, out

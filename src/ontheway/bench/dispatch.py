@@ -37,6 +37,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,10 +95,12 @@ class DispatchBench:
         restaurants: int = 200,
         batch: int = 10,
         spread_km: float = 0.0,
+        warmup_s: float = 0.0,
     ) -> None:
         self.console = console
         self.rate = rate
         self.seconds = seconds
+        self.warmup_s = warmup_s
         self.workers = workers
         self.batch = batch
         self.world = BenchWorld(
@@ -120,10 +123,16 @@ class DispatchBench:
                 await self._wait_assigned(ids, 60.0)
             # parts[0] is the relay, the rest the workers (see _start_parts).
             groups = {"relay": [parts[0].pid], "workers": [p.pid for p in parts[1:]]}
+            servers = await world.server_pids()
+            before: dict[str, float] = {}
+
+            def measuring() -> None:  # the measured orders begin: CPU from here on
+                before.update(cpu_seconds(servers, groups))
+
             with self.console.status(f"{self.rate:g} orders/s for {self.seconds:g} s"):
-                servers = await world.server_pids()
-                before = cpu_seconds(servers, groups)
-                ids, failed, lag_ms = await self._place(service, self.rate, self.seconds)
+                ids, failed, lag_ms = await self._place(
+                    service, self.rate, self.seconds, self.warmup_s, measuring
+                )
                 await self._wait_assigned(ids, 30.0 + self.seconds)
                 cpu = cpu_ms_per(before, cpu_seconds(servers, groups), len(ids))
             figures = await self._figures(ids, failed, lag_ms)
@@ -159,12 +168,20 @@ class DispatchBench:
         return self.rng.choice(self.world.customers), body
 
     async def _place(
-        self, service: OrderService, rate: float, seconds: float
+        self,
+        service: OrderService,
+        rate: float,
+        seconds: float,
+        warmup_s: float = 0.0,
+        measuring: Callable[[], None] | None = None,
     ) -> tuple[list[str], int, float]:
-        """Place ``rate`` orders/s for ``seconds`` on a fixed schedule, each in a task of its
-        own; returns the ids placed, the failures and the generator's worst lag (ms)."""
+        """Place ``rate`` orders/s for ``warmup_s`` then ``seconds`` on one fixed schedule,
+        each in a task of its own; returns the ids placed after the warm-up, their failures
+        and the generator's worst lag (ms) meanwhile. ``measuring`` is called when the
+        measured orders begin."""
         loop = asyncio.get_running_loop()
-        bodies = [self._body() for _ in range(round(rate * seconds))]
+        warm = round(rate * warmup_s)
+        bodies = [self._body() for _ in range(warm + round(rate * seconds))]
         started = loop.time()
         lag_s = 0.0
         tasks = []
@@ -172,10 +189,15 @@ class DispatchBench:
             due = started + i / rate
             if (wait := due - loop.time()) > 0:
                 await asyncio.sleep(wait)
-            lag_s = max(lag_s, loop.time() - due)
+            if i == warm:
+                measured_from = loop.time()
+                if measuring is not None:
+                    measuring()
+            if i >= warm:
+                lag_s = max(lag_s, loop.time() - due)
             tasks.append(asyncio.create_task(service.place(customer, body)))
-        done = await asyncio.gather(*tasks, return_exceptions=True)
-        self.placed_s = loop.time() - started
+        done = (await asyncio.gather(*tasks, return_exceptions=True))[warm:]
+        self.placed_s = loop.time() - measured_from
         ids = [r[0]["order_id"] for r in done if not isinstance(r, BaseException)]
         errors = [r for r in done if isinstance(r, BaseException)]
         if errors:
@@ -253,7 +275,8 @@ class DispatchBench:
             f"[bold]bench dispatch[/] (region {self.world.region}, removed): "
             f"{self.world.drivers:,} available drivers {where}, "
             f"{len(self.world.restaurants)} restaurants on the map, {f.offered_per_s:g} orders/s "
-            f"offered for {self.seconds:g} s (open loop); relay + {self.workers} dispatch "
+            f"offered for {self.seconds:g} s (open loop, after {self.warmup_s:g} s at that rate "
+            "not measured); relay + {self.workers} dispatch "
             f"worker(s) in processes of their own, Redis stream; {os.cpu_count()} cores, "
             f"load average {os.getloadavg()[0]:.2f}"
         )
