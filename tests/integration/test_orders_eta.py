@@ -28,6 +28,7 @@ from ontheway.orders.queries import OrderQueries
 from ontheway.orders.service import OrderService
 from ontheway.orders.store import ShardAccess
 from ontheway.regions import Catalog, LatLng
+from ontheway.roads import planning
 from ontheway.roads.delivery import load_restaurants, rebuild_zones, zones_graph
 from ontheway.roads.importer import import_osm
 from ontheway.roads.matrix import VERSION_CHECK_S
@@ -263,6 +264,28 @@ async def test_a_restaurant_off_the_map_gets_the_straight_line_estimate_and_says
     assert legs["distance_m"] == pytest.approx(order["distance_m"], abs=0.06)
 
 
+async def test_a_region_found_without_zones_is_asked_again_only_after_the_check_interval(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+    answers = planning.zone_answers
+
+    async def counting(db: FalkorDB, region: str, *args: Any) -> Any:
+        asked.append(region)
+        return await answers(db, region, *args)
+
+    monkeypatch.setattr(planning, "zone_answers", counting)
+    estimator = PlacementEstimator(world.roads, world.fleet, allowance_s=300, drivers=5,
+                                   radius_m=8000)  # fmt: skip
+    restaurant_id = world.restaurants[0]["restaurant_id"]
+    for _ in range(3):  # this module's region has no zones graph (dropped by the fixture)
+        assert await estimator._zone(world.region, restaurant_id, FERRY_BUILDING) is None
+    assert asked == [world.region]
+    await asyncio.sleep(VERSION_CHECK_S)
+    assert await estimator._zone(world.region, restaurant_id, FERRY_BUILDING) is None
+    assert asked == [world.region] * 2
+
+
 async def test_with_zones_an_address_the_road_does_not_reach_in_time_is_refused_inside_the_radius(
     world: World, conns: Connections, uid: str
 ) -> None:
@@ -276,6 +299,8 @@ async def test_with_zones_an_address_the_road_does_not_reach_in_time_is_refused_
     rows = await load_restaurants(conns, world.catalog, world.region, ids)
     summary = await rebuild_zones(world.roads, world.db, world.region, rows, max_travel_s=90)
     assert summary.cells > 0 and summary.off_map == [world.restaurants[2]["restaurant_id"]]
+    # A placement found the region without zones: it looks again after VERSION_CHECK_S.
+    await asyncio.sleep(VERSION_CHECK_S)
     with pytest.raises(InvalidInput) as refused:
         await world.orders.place(f"user_{uid}_far", far)
     assert (refused.value.code, refused.value.field) == (

@@ -257,6 +257,18 @@ async def zone_verdicts(
 ) -> dict[str, Delivery]:
     """``zone_verdict`` for several restaurants of the region at once (one round trip): the
     answer of each one whose zone can be trusted; the others are absent."""
+    return await zone_answers(db, region, restaurant_ids, lat, lng, graph) or {}
+
+
+async def zone_answers(
+    db: FalkorDB,
+    region: str,
+    restaurant_ids: list[str],
+    lat: float,
+    lng: float,
+    graph: str | None = None,
+) -> dict[str, Delivery] | None:
+    """``zone_verdicts``, or None when the region has no zones graph at all."""
     if not restaurant_ids:
         return {}
     roads, zones = await read_rows_together(
@@ -266,6 +278,8 @@ async def zone_verdicts(
             _verdict_query(graph or zones_graph(region), restaurant_ids, lat, lng),
         ],
     )
+    if zones is None:
+        return None
     if not roads or not zones:
         return {}
     return {

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from ontheway.errors import DependencyUnavailable, InvalidInput, NotFound
 from ontheway.regions import LatLng
-from ontheway.roads.delivery import Delivery, zone_verdict
+from ontheway.roads.delivery import Delivery, zone_answers
 from ontheway.roads.errors import Unreachable
+from ontheway.roads.matrix import VERSION_CHECK_S
 from ontheway.roads.routing import RoadService
 from ontheway.roads.sequence import Objective, Plan, Stop, plan_stops
 from ontheway.shared_reads import SharedReads
@@ -203,6 +206,7 @@ class PlacementEstimator:
         self.drivers = drivers
         self.radius_m = radius_m
         self._supplies: SharedReads[tuple[str, str], Supply] = SharedReads(supply_ttl_s)
+        self._no_zones_at: dict[str, float] = {}  # region: when it was found without zones
 
     async def estimate(self, order: NewOrder) -> PlacementEta:
         """The road estimate; the straight-line one when the region has no map, a point is
@@ -222,11 +226,19 @@ class PlacementEstimator:
         )
 
     async def _zone(self, region: str, restaurant_id: str, customer: LatLng) -> Delivery | None:
+        """The zone's answer; a region found without zones is not asked again for
+        ``VERSION_CHECK_S`` (zones built meanwhile apply from then on)."""
+        if time.monotonic() - self._no_zones_at.get(region, -math.inf) < VERSION_CHECK_S:
+            return None
         try:
             db = await self.roads.graph_db()
-            return await zone_verdict(db, region, restaurant_id, customer.lat, customer.lng)
+            found = await zone_answers(db, region, [restaurant_id], customer.lat, customer.lng)
         except (NotFound, DependencyUnavailable):
             return None  # no road map, or FalkorDB unavailable: the radius decides
+        if found is None:
+            self._no_zones_at[region] = time.monotonic()
+            return None
+        return found.get(restaurant_id)
 
     async def supply(self, region: str, restaurant_id: str, restaurant: LatLng) -> Supply:
         """The drivers near the restaurant and the nearest one's way to it (a recent read's)."""
