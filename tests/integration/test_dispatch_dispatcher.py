@@ -4,7 +4,6 @@ Redis, assignments in PostgreSQL, and the dispatch consumer on a stream of its o
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import math
 import random
 import time
@@ -28,6 +27,7 @@ from ontheway.dispatch.dispatcher import (
     flagged_key,
     placed_snapshot,
 )
+from ontheway.events import worker as worker_module
 from ontheway.events.bus import Delivery
 from ontheway.events.consumers import Consumer
 from ontheway.events.model import Event
@@ -75,7 +75,7 @@ async def town(
     the module's end its drivers are taken off the map: the next module's town may stand
     on the same node, and a driver left there would outrank the drivers of its tests."""
     seeded = await seed_with_fleet(
-        conns, catalog, settings, "sf", restaurants=2, customers=4, drivers=21,
+        conns, catalog, settings, "sf", restaurants=2, customers=4, drivers=22,
         seed=random.randrange(1 << 30),
     )  # fmt: skip
     network = await roads.network("sf")
@@ -382,7 +382,7 @@ def own_consumer(dispatcher: Dispatcher, uid: str) -> Consumer:
     """The dispatch consumer under a name of the test's own: events are marked handled per
     consumer name, and other processes on the shared stack run a "dispatch" consumer too
     (their relays publish this test's orders to their streams as well)."""
-    return dataclasses.replace(dispatch_consumer(dispatcher), name=f"dispatch_test_{uid}")
+    return dispatch_consumer(dispatcher, f"dispatch_test_{uid}")
 
 
 def errors_of(stats: list[WorkerStats], order_ids: list[str]) -> list[str]:
@@ -746,3 +746,42 @@ async def test_an_event_for_an_order_the_shard_does_not_have_is_skipped_and_mark
         assert await cur.fetchone() == {"n": 1}
         cur = await conn.execute("SHOW synchronous_commit")
         assert await cur.fetchone() == {"synchronous_commit": "on"}
+
+
+async def test_an_assignment_marks_the_event_it_handles_in_its_own_statement(
+    dispatcher: Dispatcher,
+    fleet: FleetStore,
+    orders: OrderService,
+    queries: OrderQueries,
+    conns: Connections,
+    town: dict[str, Any],
+    uid: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The assignment's statement writes the ORDER_PLACED's mark with DRIVER_ASSIGNED: the
+    worker writes none of its own, and a redelivery is a duplicate with no second effect."""
+    await perfect_cars(fleet, town, node_at(town, 0))
+    oid = await place(orders, town, uid)
+    event = await placed_event(queries, oid)
+    consumer = own_consumer(dispatcher, uid)
+
+    async def mark_count() -> int:
+        async with conns.shard_connection("americas") as conn:
+            cur = await conn.execute(
+                "SELECT count(*) AS n FROM processed_events WHERE consumer = %s AND event_id = %s",
+                (consumer.name, event.event_id),
+            )
+            row = await cur.fetchone()
+        assert row is not None
+        return int(row["n"])
+
+    mark_alone = worker_module._MARK_ALONE
+    monkeypatch.setattr(worker_module, "_MARK_ALONE", "SELECT 1/0")  # the worker's own mark
+    assert await handle_once(conns, consumer, Delivery(event, 1, None)) is True
+    monkeypatch.setattr(worker_module, "_MARK_ALONE", mark_alone)
+    assert (await queries.get(oid))["status"] == "driver_assigned"
+    assert await mark_count() == 1
+    assert await assigned_events(queries, oid) == 1
+    # Redelivered: the order is taken, the worker's own mark finds the first one.
+    assert await handle_once(conns, consumer, Delivery(event, 2, None)) is False
+    assert await mark_count() == 1 and await assigned_events(queries, oid) == 1

@@ -39,10 +39,17 @@ class Assignments:
         self.fleet = fleet
         self.redis = redis
 
-    async def assign(self, order_id: str, driver_id: str, actor: str) -> dict[str, Any]:
+    async def assign(
+        self,
+        order_id: str,
+        driver_id: str,
+        actor: str,
+        handles: tuple[str, str] | None = None,
+    ) -> dict[str, Any]:
         """Assign ``driver_id``: lock and reserve capacity (one round trip to Redis), commit;
         undo the reservation if the commit fails. A second assignment racing for the same
-        order gets a 409."""
+        order gets a 409. ``handles``: the stream event it is the effect of (see
+        ``OrderService.transition``)."""
         region = region_of(order_id, "ord")
         taken = await self.fleet.lock_and_add_order(region, driver_id, order_id)
         if taken is None:
@@ -54,7 +61,7 @@ class Assignments:
         lock, added = taken
         try:
             row = await self.orders.transition(
-                order_id, EventType.DRIVER_ASSIGNED, actor, driver_id=driver_id
+                order_id, EventType.DRIVER_ASSIGNED, actor, driver_id=driver_id, handles=handles
             )
         except BaseException:
             try:

@@ -34,6 +34,7 @@ searched for ``dispatch_flag_after_s`` it is also put on the region's list for o
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ from ontheway.dispatch.assign import Assignments
 from ontheway.dispatch.offering import OfferPending, Offers, OrderLocked
 from ontheway.dispatch.scoring import Scored, rank
 from ontheway.errors import Conflict, NotFound, OnTheWayError
-from ontheway.events.consumers import Consumer, Handler
+from ontheway.events.consumers import MARKED, Consumer, Handler, Marked
 from ontheway.events.model import Event
 from ontheway.fleet.model import Candidate, UnknownDriver, VehicleType
 from ontheway.fleet.service import open_store
@@ -67,6 +68,7 @@ log = logging.getLogger(__name__)
 
 METRES_PER_MILE = 1609.344
 ACTOR = "dispatch"
+CONSUMER = "dispatch"  # the consumer group
 SEARCHING = {Status.SEARCHING_DRIVER.value, Status.SEARCHING_DRIVER_AGAIN.value}
 
 
@@ -98,6 +100,7 @@ class Outcome:
     driver_id: str | None
     assigned: bool
     offered: bool = False
+    marked: bool = False  # the event handled was marked with the assignment
 
 
 class Dispatcher:
@@ -128,11 +131,18 @@ class Dispatcher:
         # stream, dead-lettered after its last attempt).
         self.batch: BatchDispatcher | None = None
 
-    async def dispatch(self, order_id: str, placed: dict[str, Any] | None = None) -> Outcome:
+    async def dispatch(
+        self,
+        order_id: str,
+        placed: dict[str, Any] | None = None,
+        handles: tuple[str, str] | None = None,
+    ) -> Outcome:
         """Offer the order to the best available driver (or assign it, with auto-accept),
         unless it has a driver or an offer pending already. ``placed``: the order as its
         ``ORDER_PLACED`` event recorded it (``placed_snapshot``), used instead of reading
-        the order when drivers auto-accept (see ``placed_snapshot``)."""
+        the order when drivers auto-accept (see ``placed_snapshot``). ``handles``: the
+        stream event being handled, marked by the assignment's own statement when this call
+        assigns (``Outcome.marked``)."""
         auto = self.settings.dispatch_auto_accept
         fresh = placed is None or not auto
         order = await self.queries.get(order_id) if fresh else placed
@@ -148,8 +158,8 @@ class Dispatcher:
         for choice in await self._ranked(region, restaurant, refused):
             try:
                 if auto:
-                    row = await self.assignments.assign(order_id, choice.driver_id, ACTOR)
-                    return Outcome(order_id, str(row["driver_id"]), True)
+                    row = await self.assignments.assign(order_id, choice.driver_id, ACTOR, handles)
+                    return Outcome(order_id, str(row["driver_id"]), True, marked=bool(handles))
                 await self.offers.make(order, choice)
                 return Outcome(order_id, choice.driver_id, False, offered=True)
             except OfferPending:
@@ -245,16 +255,22 @@ class Dispatcher:
             )  # fmt: skip
             log.warning("order %s found no driver in %.0f s", order["order_id"], waited_s)
 
-    async def handle(self, conn: Any, event: Event) -> None:
+    async def handle(self, conn: Any, event: Event, consumer: str = CONSUMER) -> Marked | None:
         """The consumer's handler. The dispatch consumer is not transactional (``conn`` is
         None): what a dispatch does commits on its own and is idempotent, so the worker
-        holds no connection while it runs."""
+        holds no connection while it runs. An assignment writes the event's mark itself
+        (``MARKED``: one statement, one commit, instead of the worker's second), as
+        ``consumer``'s."""
         region = region_of(event.order_id, "ord")
         if self.batch is not None and self.settings.dispatch_policy == "batched":
             await self.batch.enqueue(region, event.order_id)
-            return
+            return None
         try:
-            await self.dispatch(event.order_id, placed_snapshot(event))
+            outcome = await self.dispatch(
+                event.order_id, placed_snapshot(event), (consumer, event.event_id)
+            )
+            if outcome.marked:
+                return MARKED
         except NoDriverYet:
             if self.batch is None:
                 raise
@@ -265,6 +281,7 @@ class Dispatcher:
             if exc.code != "unknown_order":
                 raise
             log.warning("dispatch skips %s: %s", event.order_id, exc.message)
+        return None
 
 
 def placed_snapshot(event: Event) -> dict[str, Any] | None:
@@ -293,15 +310,17 @@ def placed_snapshot(event: Event) -> dict[str, Any] | None:
         return None
 
 
-def dispatch_consumer(dispatcher: Dispatcher) -> Consumer:
-    """The ``dispatch`` consumer of the event stream."""
+def dispatch_consumer(dispatcher: Dispatcher, name: str = CONSUMER) -> Consumer:
+    """The ``dispatch`` consumer of the event stream (under another ``name``: a consumer
+    group of its own, marking events as its own)."""
+    handle = functools.partial(dispatcher.handle, consumer=name)
     handlers: dict[str, Handler] = {
-        EventType.ORDER_PLACED.value: dispatcher.handle,
-        EventType.DRIVER_UNAVAILABLE.value: dispatcher.handle,
-        EventType.OFFER_DECLINED.value: dispatcher.handle,
-        EventType.OFFER_EXPIRED.value: dispatcher.handle,
+        EventType.ORDER_PLACED.value: handle,
+        EventType.DRIVER_UNAVAILABLE.value: handle,
+        EventType.OFFER_DECLINED.value: handle,
+        EventType.OFFER_EXPIRED.value: handle,
     }
-    return Consumer("dispatch", handlers, transactional=False)
+    return Consumer(name, handlers, transactional=False)
 
 
 def build_dispatcher(conns: Connections, settings: Settings) -> Dispatcher:

@@ -7,6 +7,7 @@ event handled (``processed_events``), so an event delivered twice has one effect
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,7 +28,17 @@ if TYPE_CHECKING:
 
 # A handler may return a callback that the worker runs once the transaction has committed.
 AfterCommit = Callable[["Connections"], Awaitable[None]]
-Handler = Callable[[Any, Event], Awaitable[AfterCommit | None]]
+
+
+class Marked(enum.Enum):
+    """What a handler of a consumer that is not transactional returns when its own commit
+    wrote the event's mark (``processed_events``) with its effect: the worker writes none."""
+
+    MARKED = "marked"
+
+
+MARKED = Marked.MARKED
+Handler = Callable[[Any, Event], Awaitable[AfterCommit | Marked | None]]
 
 DRIVER_SHARE_OF_FEE = Decimal("0.80")
 COMMISSION_ON_SUBTOTAL = Decimal("0.15")

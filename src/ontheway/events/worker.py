@@ -27,7 +27,7 @@ from typing import Any
 from ontheway.connections import Connections
 from ontheway.errors import DependencyUnavailable
 from ontheway.events.bus import Delivery, EventBus, Subscription
-from ontheway.events.consumers import Consumer
+from ontheway.events.consumers import Consumer, Marked
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,8 @@ async def handle_once(conns: Connections, consumer: Consumer, delivery: Delivery
         return True
     if not consumer.transactional:
         after_commit = await handler(None, event)
+        if isinstance(after_commit, Marked):
+            return True  # its mark committed with its effect
         async with conns.shard_connection(event.shard) as conn:
             cur = await conn.execute(_MARK_ALONE, (consumer.name, event.event_id))
             fresh = await cur.fetchone() is not None
@@ -104,7 +106,7 @@ async def handle_once(conns: Connections, consumer: Consumer, delivery: Delivery
             if await _marked(conn, consumer, event.event_id):
                 return False
             raise
-    if after_commit is not None:
+    if after_commit is not None and not isinstance(after_commit, Marked):
         # What must not happen unless the effect is committed (e.g. a live push of what was
         # stored); its failure is a handler failure, but a redelivery is then a duplicate.
         await after_commit(conns)

@@ -33,8 +33,11 @@ class OrderService(OrderChanges):
         driver_id: str | None = None,
         data: dict[str, Any] | None = None,
         expect_driver: str | None = None,
+        handles: tuple[str, str] | None = None,
     ) -> dict[str, Any]:
         """Apply a status-changing event: a conditional update plus its event, or a 409.
+        ``handles``: (consumer, event id) of a stream event this transition is the effect
+        of; the event's mark (``processed_events``) is written by the same statement.
 
         One statement does it all, so it is its own transaction and costs one round trip:
         the update (``RETURNING`` the new row), the payment and the stock it settles, the
@@ -59,12 +62,15 @@ class OrderService(OrderChanges):
             "actor": actor,
             **columns,
         }
+        if handles is not None:
+            params["handled_by"], params["handled_event"] = handles
         restocks = event is EventType.ORDER_CANCELLED
         statement = _transition_statement(
             list(columns),
             settles_payment="payment_status" in changes,
             restocks=restocks,
             expects_driver=expect_driver is not None,
+            marks=handles is not None,
         )
         async with self.shards.connection(region) as conn:
             if restocks:
@@ -196,7 +202,12 @@ def _columns(changes: dict[str, Any]) -> dict[str, Any]:
 
 
 def _transition_statement(
-    columns: list[str], *, settles_payment: bool, restocks: bool, expects_driver: bool
+    columns: list[str],
+    *,
+    settles_payment: bool,
+    restocks: bool,
+    expects_driver: bool,
+    marks: bool = False,
 ) -> str:
     """The one statement of a transition: the conditional update, the payment (captured or
     voided), the stock put back (on cancel) and the event, each in a ``WITH`` part that only
@@ -232,6 +243,12 @@ def _transition_statement(
         " ts, data, actor) SELECT %(event_id)s, o.order_id, o.created_at, %(event_type)s,"
         " %(ts)s, %(data)s, %(actor)s FROM o)"
     )
+    if marks:
+        parts.append(
+            "handled AS (INSERT INTO processed_events (consumer, event_id)"
+            " SELECT %(handled_by)s::text, %(handled_event)s::uuid FROM o"
+            " ON CONFLICT DO NOTHING)"
+        )
     payment = (
         f"COALESCE((SELECT status FROM pay LIMIT 1), {PAYMENT_STATUS})"
         if settles_payment
