@@ -17,8 +17,9 @@ Idempotency: the assignment commits on its own (PostgreSQL via ``OrderService``,
 the fleet), so the dispatcher is idempotent by itself: an order that is no longer searching
 is "already done", and an assignment refused because the order was taken meanwhile (a 409
 from the conditional update) is "already done" too, never a failure. The dispatch consumer
-is therefore not transactional: the worker marks the event handled after the handler, and
-holds no connection while it runs.
+is therefore not transactional: it holds no connection while it runs, and the event's mark
+is written by the assignment's own statement when the handler assigns (``MARKED``), else by
+the worker after the handler.
 
 No road map: a region without one (or a restaurant off its map) is refused with
 ``DispatchRefused`` (recorded by the worker, retried, dead-lettered) unless

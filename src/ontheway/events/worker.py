@@ -5,7 +5,8 @@ event's shard, the mark last, so a redelivered event (at-least-once) has one eff
 duplicate finds the mark taken and rolls its effect back. A handler's effects outside that
 transaction (the dispatcher's) must be idempotent by themselves; a consumer made only of such
 handlers is not transactional (``Consumer.transactional``): no transaction is held across
-its handler, and the mark follows it. Events the consumer has no handler for are
+its handler, and the mark follows it (or came with the handler's effect, when it returns
+``MARKED``). Events the consumer has no handler for are
 acknowledged without touching PostgreSQL. A failing handler is recorded in
 ``consumer_failures`` and the event handed back to the stream, which delivers it again and
 dead-letters it after the last attempt; the failure is also logged. Later events of the same
