@@ -9,7 +9,7 @@ from ontheway.errors import DependencyUnavailable, NotFound
 from ontheway.orders.ids import region_of
 from ontheway.orders.models import money_str
 from ontheway.orders.store import ShardAccess
-from ontheway.roads.delivery import Delivery, zone_verdicts, zones_graph
+from ontheway.roads.delivery import Delivery, zone_answers, zones_graph
 from ontheway.roads.routing import RoadService
 
 METRES_PER_MILE = 1609.344
@@ -80,11 +80,12 @@ class RestaurantQueries:
             return {}
         try:
             db = await self.roads.graph_db()
-            return await zone_verdicts(
+            found = await zone_answers(
                 db, region, restaurant_ids, lat, lng, graph=self.zones_graph(region)
             )
         except (NotFound, DependencyUnavailable):
             return {}
+        return found or {}
 
     async def get(self, restaurant_id: str) -> dict[str, Any]:
         """One restaurant with its menu and stock."""

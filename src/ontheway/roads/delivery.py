@@ -243,21 +243,8 @@ async def zone_verdict(
     zones for the region or for this restaurant, the restaurant off the road map, no road
     map, or zones built on another import than the road map's now). The zone and the road
     map's import id are read in one round trip."""
-    found = await zone_verdicts(db, region, [restaurant_id], lat, lng, graph)
-    return found.get(restaurant_id)
-
-
-async def zone_verdicts(
-    db: FalkorDB,
-    region: str,
-    restaurant_ids: list[str],
-    lat: float,
-    lng: float,
-    graph: str | None = None,
-) -> dict[str, Delivery]:
-    """``zone_verdict`` for several restaurants of the region at once (one round trip): the
-    answer of each one whose zone can be trusted; the others are absent."""
-    return await zone_answers(db, region, restaurant_ids, lat, lng, graph) or {}
+    found = await zone_answers(db, region, [restaurant_id], lat, lng, graph)
+    return None if found is None else found.get(restaurant_id)
 
 
 async def zone_answers(
@@ -268,7 +255,9 @@ async def zone_answers(
     lng: float,
     graph: str | None = None,
 ) -> dict[str, Delivery] | None:
-    """``zone_verdicts``, or None when the region has no zones graph at all."""
+    """``zone_verdict`` for several restaurants of the region at once (one round trip): the
+    answer of each one whose zone can be trusted, the others absent; None when the region
+    has no zones graph at all."""
     if not restaurant_ids:
         return {}
     roads, zones = await read_rows_together(
