@@ -239,8 +239,9 @@ class FleetStore:
         self, script: AsyncScript, keys: Sequence[str], args: Sequence[str | int | float]
     ) -> Any:
         """``script(keys=keys, args=args)`` on ``_send_packed``'s path: the scripts of every
-        order's dispatch take it (redis-py's ``Script`` call cost about 120 µs of client time
-        against about 85 this way, in a loop of calls on this machine)."""
+        order's dispatch take it (in a loop of calls on the 2-core development machine,
+        redis-py's ``Script`` call cost 122-125 µs of client CPU, this way 88-96:
+        ``scripts/bench-client-calls.py``)."""
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         packed = hiredis.pack_command(command)  # type: ignore[arg-type]  # stub: 1-tuple
         return await self._send_packed(packed, script.script)

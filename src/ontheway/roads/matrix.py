@@ -38,9 +38,10 @@ from ontheway.roads.store import (
 VERSION_CHECK_S = 0.5
 """How long a process trusts its copy of a map's weights before asking the graph again: a
 traffic write by another process (or a re-import) reaches its matrices within this. Asking at
-every matrix cost about 0.4 ms of the asking process's CPU per matrix (a 1 x 1 matrix on
-the San Francisco map: about 0.7 ms with the question, 0.3 without), and each order asks
-two (its estimate, its dispatch)."""
+every matrix cost about 0.4 ms of the asking process's CPU per matrix (a 1 x 1 matrix on the
+San Francisco map: 0.76-0.78 ms with the question, 0.40-0.41 without, on the 2-core
+development machine: ``scripts/bench-client-calls.py``), and each order asks two (its
+estimate, its dispatch)."""
 INLINE_SEARCHES = 4
 """Up to this many searches run in the event loop (a few ms each: a thread's hand-off and the
 GIL would cost more); beyond, in a thread."""
