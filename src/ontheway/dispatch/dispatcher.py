@@ -101,7 +101,6 @@ class Outcome:
     driver_id: str | None
     assigned: bool
     offered: bool = False
-    marked: bool = False  # the event handled was marked with the assignment
 
 
 class Dispatcher:
@@ -143,7 +142,7 @@ class Dispatcher:
         ``ORDER_PLACED`` event recorded it (``placed_snapshot``), used instead of reading
         the order when drivers auto-accept (see ``placed_snapshot``). ``handles``: the
         stream event being handled, marked by the assignment's own statement when this call
-        assigns (``Outcome.marked``)."""
+        assigns (``Outcome.assigned``)."""
         auto = self.settings.dispatch_auto_accept
         fresh = placed is None or not auto
         order = await self.queries.get(order_id) if fresh else placed
@@ -160,7 +159,7 @@ class Dispatcher:
             try:
                 if auto:
                     row = await self.assignments.assign(order_id, choice.driver_id, ACTOR, handles)
-                    return Outcome(order_id, str(row["driver_id"]), True, marked=bool(handles))
+                    return Outcome(order_id, str(row["driver_id"]), True)
                 await self.offers.make(order, choice)
                 return Outcome(order_id, choice.driver_id, False, offered=True)
             except OfferPending:
@@ -270,7 +269,7 @@ class Dispatcher:
             outcome = await self.dispatch(
                 event.order_id, placed_snapshot(event), (consumer, event.event_id)
             )
-            if outcome.marked:
+            if outcome.assigned:  # by this call, its statement marking the event
                 return MARKED
         except NoDriverYet:
             if self.batch is None:

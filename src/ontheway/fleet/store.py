@@ -216,23 +216,18 @@ class FleetStore:
 
     async def apply_fixes(self, region: str, fixes: Sequence[Fix]) -> list[Outcome]:
         """Store fixes of one region in one round trip; one outcome per fix, in order."""
-        command: list[str | int | float] = [
-            "EVALSHA",
-            self._ingest.sha,
-            5,
+        args: list[str | int | float] = [keys.driver_prefix(region), self.heartbeat_ttl_s]
+        for fix in fixes:
+            args += (fix.driver_id, fix.lng, fix.lat, fix.timestamp)
+        names = [
             keys.locations(region),
             keys.heartbeats(region),
             keys.fixes_applied(region),
             keys.last_fix(region),
             keys.carrying(region),
-            keys.driver_prefix(region),
-            self.heartbeat_ttl_s,
         ]
-        for fix in fixes:
-            command += (fix.driver_id, fix.lng, fix.lat, fix.timestamp)
         with dependency_errors("Redis"):
-            packed = hiredis.pack_command(tuple(command))  # type: ignore[arg-type]  # stub: 1-tuple
-            codes = await self._send_packed(packed, scripts.INGEST)
+            codes = await self._call(self._ingest, names, args)
         return [Outcome(int(c)) for c in codes]
 
     async def _call(
