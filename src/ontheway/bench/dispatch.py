@@ -276,7 +276,7 @@ class DispatchBench:
             f"{self.world.drivers:,} available drivers {where}, "
             f"{len(self.world.restaurants)} restaurants on the map, {f.offered_per_s:g} orders/s "
             f"offered for {self.seconds:g} s (open loop, after {self.warmup_s:g} s at that rate "
-            "not measured); relay + {self.workers} dispatch "
+            f"not measured); relay + {self.workers} dispatch "
             f"worker(s) in processes of their own, Redis stream; {os.cpu_count()} cores, "
             f"load average {os.getloadavg()[0]:.2f}"
         )
