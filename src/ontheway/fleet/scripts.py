@@ -7,7 +7,7 @@ slot (see keys.py). Replies are small integer codes that store.py turns into out
 
 from __future__ import annotations
 
-from ontheway.fleet.search import DENSE_MIN_RING_M, LAST_STEP
+from ontheway.fleet.search import CROWDING, DENSE_MIN_RING_M, LAST_STEP
 
 # KEYS: locations, heartbeats, fixes counter, last fix times, drivers holding orders (the
 # region's index, a superset of them: see keys.carrying). ARGV: prefix, ttl_s, then
@@ -109,12 +109,13 @@ local limit, count, types = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local caps = {}
 for vt, n in string.gmatch(ARGV[7], '([%w_]+)=(%d+)') do caps[vt] = tonumber(n) end
 -- Where drivers stand denser than the planned rings assume, smaller rings first: from the one
--- that holds about count drivers at the region's mean density, doubling (see search.py).
+-- that would hold about count drivers were they @CROWDING@ times as dense as the region's
+-- mean, doubling (see search.py).
 local rings, area, first = {}, tonumber(ARGV[8]), tonumber(ARGV[9])
 if area > 0 then
   local members = redis.call('ZCARD', KEYS[1])
   if members > 0 then
-    local ring = math.max(@MIN_RING@, math.sqrt(count * area / (math.pi * members)))
+    local ring = math.max(@MIN_RING@, math.sqrt(count * area / (@CROWDING@ * math.pi * members)))
     while ring * @LAST_STEP@ < first do
       rings[#rings + 1] = ring
       ring = ring * 2
@@ -152,6 +153,7 @@ for _, radius in ipairs(rings) do
 end
 return found
 """.replace("@MIN_RING@", repr(DENSE_MIN_RING_M)).replace("@LAST_STEP@", repr(LAST_STEP))
+FIND_AVAILABLE = FIND_AVAILABLE.replace("@CROWDING@", repr(CROWDING))
 
 # The body of ADD_ORDER, over the arguments A: prefix, id, order, then (vehicle_type,
 # capacity) pairs. KEYS[1]: drivers holding orders (the region's index).
