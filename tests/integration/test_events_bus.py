@@ -17,7 +17,7 @@ import pytest
 
 from ontheway.bench.common import free_port
 from ontheway.connections import Connections
-from ontheway.events.bus import EventBus
+from ontheway.events.bus import Delivery, EventBus
 from ontheway.events.factory import open_bus
 from ontheway.events.kafka import KafkaBus
 from ontheway.events.model import Event
@@ -124,6 +124,39 @@ async def test_acked_events_are_not_delivered_again_but_another_group_sees_all(
         assert len(await drain(other, 4)) == 4
     finally:
         await other.close()
+
+
+async def test_events_acknowledged_by_the_next_fetch_are_not_delivered_again(
+    bus: EventBus,
+) -> None:
+    """A worker acknowledges its last batch with its next fetch: a first delivery, and one
+    that failed before (whose failure count is forgotten with it)."""
+    published = events("ord_sf_h", 2)
+    await bus.publish(published)
+    sub = await bus.subscribe("g1", "c1")
+    try:
+        first = []
+        while len(first) < 2:
+            first.extend(await sub.fetch(10, 1.0))
+        ok, bad = first
+        await sub.fail(bad, "boom")
+        again: list[Delivery] = []
+        to_ack = [ok]
+        deadline = asyncio.get_running_loop().time() + 20
+        while not again and asyncio.get_running_loop().time() < deadline:
+            again = await sub.fetch(10, 0.5, ack=to_ack)
+            to_ack = []
+        assert [(d.event.event_id, d.attempt) for d in again] == [(published[1].event_id, 2)]
+        assert await sub.fetch(10, 0.5, ack=again) == []
+    finally:
+        await sub.close()
+    later = await bus.subscribe("g1", "c2")
+    try:
+        assert await later.fetch(10, 1.0) == []
+    finally:
+        await later.close()
+    if isinstance(bus, RedisStreamsBus):
+        assert not await bus.client.hexists("events:failures:g1", bad.token)
 
 
 async def test_what_a_crashed_consumer_held_goes_to_another(bus: EventBus) -> None:

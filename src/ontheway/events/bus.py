@@ -29,8 +29,12 @@ class Delivery:
 class Subscription(Protocol):
     """One consumer's view of a consumer group."""
 
-    async def fetch(self, max_events: int, timeout_s: float) -> list[Delivery]:
-        """Events for this consumer, oldest first (waits up to ``timeout_s`` for one)."""
+    async def fetch(
+        self, max_events: int, timeout_s: float, ack: Sequence[Delivery] = ()
+    ) -> list[Delivery]:
+        """Events for this consumer, oldest first (waits up to ``timeout_s`` for one), after
+        acknowledging ``ack`` as ``ack`` does (a worker's last batch: in the same round trip
+        where the backend allows)."""
         ...
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:

@@ -104,8 +104,12 @@ class KafkaSubscription:
     _failures: dict[tuple[TopicPartition, int], int] = field(default_factory=dict)
     _rewound: dict[TopicPartition, int] = field(default_factory=dict)
 
-    async def fetch(self, max_events: int, timeout_s: float) -> list[Delivery]:
-        """The next records of this member's partitions."""
+    async def fetch(
+        self, max_events: int, timeout_s: float, ack: Sequence[Delivery] = ()
+    ) -> list[Delivery]:
+        """The next records of this member's partitions (``ack`` committed first)."""
+        if ack:
+            await self.ack(ack)
         self._rewound.clear()
         try:
             batch = await self.consumer.getmany(

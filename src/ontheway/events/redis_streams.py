@@ -81,9 +81,12 @@ class RedisSubscription:
     def __post_init__(self) -> None:
         self._failures_key = f"events:failures:{self.group}"
 
-    async def fetch(self, max_events: int, timeout_s: float) -> list[Delivery]:
+    async def fetch(
+        self, max_events: int, timeout_s: float, ack: Sequence[Delivery] = ()
+    ) -> list[Delivery]:
         """First the pending entries whose backoff is over (failed, or held by a crashed
-        consumer), then new events.
+        consumer), then new events; ``ack`` is acknowledged first, in the same round trip as
+        the read of new events.
 
         Pending entries come back no sooner than ``claim_idle_s`` after a delivery, so they
         are looked for at most every half of it while none is due: two round trips fewer
@@ -92,6 +95,8 @@ class RedisSubscription:
         with dependency_errors("Redis (event stream)"):
             claimed: list[tuple[bytes, dict[bytes, bytes]]] = []
             if time.monotonic() >= self._next_due_check:
+                await self.ack(ack)
+                ack = ()
                 claimed = await self._due(max_events)
                 if not claimed:
                     self._next_due_check = time.monotonic() + self.bus.claim_idle_s / 2
@@ -102,10 +107,13 @@ class RedisSubscription:
                     Delivery(Event.from_json(fields[b"event"]), int(failed or 0) + 1, entry_id)
                     for (entry_id, fields), failed in zip(claimed, failures, strict=True)
                 ]
-            read: Any = await client.xreadgroup(
-                self.group, self.consumer, {stream: ">"}, count=max_events,
-                block=max(1, int(timeout_s * 1000)),
-            )  # fmt: skip
+            async with client.pipeline(transaction=False) as pipe:
+                self._queue_ack(pipe, ack)
+                pipe.xreadgroup(
+                    self.group, self.consumer, {stream: ">"}, count=max_events,
+                    block=max(1, int(timeout_s * 1000)),
+                )  # fmt: skip
+                read: Any = (await pipe.execute())[-1]
         entries = read[0][1] if read else []
         return [Delivery(Event.from_json(f[b"event"]), 1, entry_id) for entry_id, f in entries]
 
@@ -134,12 +142,18 @@ class RedisSubscription:
         """XACK the entries (and forget their failures)."""
         if not deliveries:
             return
-        ids = [d.token for d in deliveries]
         with dependency_errors("Redis (event stream)"):
             async with self.bus.client.pipeline(transaction=False) as pipe:
-                pipe.xack(self.bus.stream, self.group, *ids)
-                pipe.hdel(self._failures_key, *ids)
+                self._queue_ack(pipe, deliveries)
                 await pipe.execute()
+
+    def _queue_ack(self, pipe: Any, deliveries: Sequence[Delivery]) -> None:
+        """XACK, and HDEL of the failures of those delivered before (a first delivery has
+        none: ``fail`` counts them, and a failed delivery is not acknowledged)."""
+        if deliveries:
+            pipe.xack(self.bus.stream, self.group, *(d.token for d in deliveries))
+        if retried := [d.token for d in deliveries if d.attempt > 1]:
+            pipe.hdel(self._failures_key, *retried)
 
     async def fail(self, delivery: Delivery, error: str) -> None:
         """Count the failure; the entry stays pending and comes back after its backoff

@@ -149,12 +149,15 @@ async def work_batch(
     stats: WorkerStats,
     *,
     concurrency: int = CONCURRENCY,
+    ack_later: list[Delivery] | None = None,
 ) -> None:
     """Handle a batch: each order's events in turn, different orders side by side (up to
     ``concurrency`` at once); after a failure, that order's later events wait. The events
-    handled are acknowledged together once the batch is done (a crash before that means
+    handled are acknowledged together once the batch is done, or, given ``ack_later``, added
+    to it for the next fetch to acknowledge in its round trip (a crash before that means
     redeliveries, which find them handled). A dependency that is down stops the batch: what
-    was not handled is left for a later fetch, and the error is raised."""
+    was handled is acknowledged then, what was not is left for a later fetch, and the error
+    is raised."""
     chains: dict[str, list[Delivery]] = {}
     for delivery in deliveries:
         chains.setdefault(delivery.event.order_id, []).append(delivery)
@@ -184,7 +187,10 @@ async def work_batch(
                 done.append(delivery)
 
     await asyncio.gather(*(chain(items) for items in chains.values()))
-    await sub.ack(done)
+    if ack_later is None or down:
+        await sub.ack(done)
+    else:
+        ack_later.extend(done)
     if down:
         raise down[0]
 
@@ -229,11 +235,16 @@ async def run_worker(
     name = f"{consumer.name}-{socket.gethostname()}-{os.getpid()}-{id(stats) % 10_000}"
     sub = await bus.subscribe(consumer.name, name)
     backoff = 0.5
+    handled: list[Delivery] = []  # acknowledged by the next fetch
     try:
         while not stop.is_set():
             try:
-                deliveries = await sub.fetch(batch, poll_s)
-                await work_batch(conns, consumer, sub, deliveries, stats, concurrency=concurrency)
+                deliveries = await sub.fetch(batch, poll_s, ack=handled)
+                handled = []
+                await work_batch(
+                    conns, consumer, sub, deliveries, stats,
+                    concurrency=concurrency, ack_later=handled,
+                )  # fmt: skip
                 backoff = 0.5
             except DependencyUnavailable as exc:
                 log.warning("%s waits %.1f s: %s", consumer.name, backoff, exc)
@@ -242,5 +253,9 @@ async def run_worker(
                 except TimeoutError:
                     backoff = min(30.0, backoff * 2)
     finally:
+        try:
+            await sub.ack(handled)
+        except DependencyUnavailable as exc:
+            log.warning("%s leaves %d events unacknowledged: %s", consumer.name, len(handled), exc)
         await sub.close()
     return stats
