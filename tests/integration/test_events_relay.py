@@ -14,6 +14,7 @@ from ontheway.events.model import Event
 from ontheway.events.redis_streams import RedisStreamsBus
 from ontheway.events.relay import (
     APPLICATION_NAME,
+    MOVE_CURSOR,
     NEXT_EVENTS,
     _ShardRelay,
     cursor_name,
@@ -271,3 +272,38 @@ async def test_the_running_relay_reconnects_when_its_connection_is_killed(
     assert killed is not None and killed["n"] >= 1
     second, _ = await orders.place(f"user_{uid}", order_for(sf["restaurants"][0]))
     assert await published_soon(running_relay, second["order_id"], seconds=10)
+
+
+async def test_the_running_relays_cursor_follows_what_it_published_without_waiting_for_a_poll(
+    conns: Connections, orders: OrderService, sf: dict[str, Any], uid: str,
+    running_relay: RedisStreamsBus,
+) -> None:  # fmt: skip
+    """The move past a batch rides on the pass after it (a few milliseconds later, not the
+    once-a-minute poll): the lag reads nothing left behind."""
+    order, _ = await orders.place(f"user_{uid}", order_for(sf["restaurants"][0]))
+    assert await published_soon(running_relay, order["order_id"])
+    cursor = cursor_name(running_relay.stream.removeprefix("test:relay:"), "americas")
+    for _ in range(100):
+        lag = await relay_lag(conns, "americas", cursor)
+        if lag is not None and lag.events == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert lag is not None and lag.events == 0, lag
+
+
+async def test_a_cursor_never_moves_backwards(
+    conns: Connections, stream: tuple[RedisStreamsBus, str]
+) -> None:
+    """A relay that lost the cursor's lock with a move still to write (its connection gone,
+    another relay ahead since) cannot take the cursor back."""
+    _, cursor = stream
+    read = (
+        "SELECT last_txid::text AS txid, last_seq, published FROM outbox_cursor WHERE stream = %s"
+    )
+    async with conns.shard_connection("americas") as conn:
+        before = await (await conn.execute(read, (cursor,))).fetchone()
+        assert before is not None and int(before["txid"]) > 1
+        await conn.execute(MOVE_CURSOR, ("1", 0, 5, cursor, "1", 0))
+        after = await (await conn.execute(read, (cursor,))).fetchone()
+        await conn.commit()
+    assert after == before

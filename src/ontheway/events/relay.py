@@ -10,13 +10,16 @@ order's row, so a later writer of the same order gets a later transaction id.
 
 Several relays may run for one shard: the cursor's advisory lock lets one of them work at a
 time. ``run_relay`` holds it for as long as its connection to the shard lives (a session
-lock), so that a pass is two statements in autocommit, the read and the cursor's move, with
-the stream's XADD between them (it was BEGIN, the lock, the read, the move and COMMIT: five
-round trips); the others stand by, asking for the lock at each pass, and one of them takes
-over when the holder's connection goes. A relay killed after publishing and before moving
-its cursor publishes that batch again (at least once; consumers are idempotent by event
-id); so the cursor's move needs no flush of its own to disk (``synchronous_commit`` off
-for the relay's connection).
+lock), so that a pass is one statement in autocommit and the stream's XADD: the read, with
+the cursor's move past the previous pass's batch in the same statement (it was BEGIN, the
+lock, the read, the move and COMMIT: five round trips); the others stand by, asking for the
+lock at each pass, and one of them takes over when the holder's connection goes. A pass
+that published is followed by another at once, so the cursor trails the stream by a few
+milliseconds; a relay stopped cleanly writes its last move. A relay killed after publishing
+and before moving its cursor publishes that batch again (at least once; consumers are
+idempotent by event id); so the cursor's move needs no flush of its own to disk
+(``synchronous_commit`` off for the relay's connection), and a move never takes the cursor
+back (a relay that lost the lock meanwhile moves nothing).
 
 Latency: a trigger on ``order_events`` sends ``NOTIFY outbox`` (delivered when the writing
 transaction commits; 0005_outbox_notify.sql) and the relay LISTENs on each shard, so it wakes
@@ -68,8 +71,19 @@ means committed events are held back by an older transaction still running, and 
 after it are not ready either (their transaction ids are larger)."""
 MOVE_CURSOR = (
     "UPDATE outbox_cursor SET last_txid = %s::xid8, last_seq = %s,"
-    " published = published + %s, updated_at = now() WHERE stream = %s"
+    " published = published + %s, updated_at = now()"
+    " WHERE stream = %s AND (last_txid, last_seq) < (%s::xid8, %s)"
 )
+"""Never backwards: a relay that lost the cursor's lock meanwhile moves nothing."""
+MOVE_THEN_NEXT = (
+    f"WITH moved AS ({MOVE_CURSOR})"
+    " SELECT e.event_id, e.order_id, e.event_type, e.ts, e.data::text AS data, e.actor, e.seq,"
+    " e.txid::text AS txid, e.txid < pg_snapshot_xmin(pg_current_snapshot()) AS ready"
+    " FROM order_events e WHERE (e.txid, e.seq) > (%s::xid8, %s)"
+    " ORDER BY e.txid, e.seq LIMIT %s"
+)
+"""``run_relay``'s pass after one that published: the cursor's move past that batch and the
+read of the events after it, in one statement (``NEXT_EVENTS`` from the batch's end)."""
 LAG = (
     "SELECT count(*) AS n, min(e.ts) AS oldest,"
     " (SELECT true FROM outbox_cursor WHERE stream = %s) AS tracked"
@@ -117,7 +131,7 @@ async def relay_batch(
             if not await _lock(conn, cursor):
                 return 0
             try:
-                published, _ = await _publish_next(conn, shard, cursor, bus, limit)
+                published, _, _ = await _publish_next(conn, shard, cursor, bus, limit)
             finally:
                 await conn.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(cursor),))
     return published
@@ -136,36 +150,73 @@ async def _lock(conn: Any, cursor: str) -> bool:
     return bool(row and row[0])
 
 
+@dataclass(frozen=True)
+class _Published:
+    """A batch published whose cursor move is still to be written: the last event's
+    (txid, seq) and how many events."""
+
+    txid: str
+    seq: int
+    events: int
+
+    def move(self, cursor: str) -> tuple[Any, ...]:
+        """``MOVE_CURSOR``'s parameters."""
+        return (self.txid, self.seq, self.events, cursor, self.txid, self.seq)
+
+
 async def _publish_next(
-    conn: Any, shard: str, cursor: str, bus: EventBus, limit: int
-) -> tuple[int, bool]:
-    """One batch, under the cursor's lock, on a connection in autocommit (the read takes no
-    transaction id of its own, which would hold ``pg_snapshot_xmin`` back); returns (events
-    published, whether committed events wait behind an older running transaction)."""
+    conn: Any,
+    shard: str,
+    cursor: str,
+    bus: EventBus,
+    limit: int,
+    *,
+    after: _Published | None = None,
+    defer_move: bool = False,
+) -> tuple[int, bool, _Published | None]:
+    """One batch, under the cursor's lock, on a connection in autocommit; returns (events
+    published, whether committed events wait behind an older running transaction, the
+    batch whose cursor move is left to the caller).
+
+    ``after``: the previous batch, whose move this pass writes with its read. ``defer_move``:
+    the move past this batch is returned instead of written (``run_relay`` writes it with its
+    next pass, a few milliseconds later: one round trip fewer per batch; a relay stopped in
+    between publishes the batch again, as one killed between the stream and the cursor
+    always did). A read alone takes no transaction id of its own, which would hold
+    ``pg_snapshot_xmin`` back; one with a move takes it for the statement only."""
     cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(NEXT_EVENTS, (cursor, limit))
+    if after is None:
+        await cur.execute(NEXT_EVENTS, (cursor, limit))
+    else:
+        await cur.execute(MOVE_THEN_NEXT, (*after.move(cursor), after.txid, after.seq, limit))
     rows = await cur.fetchall()
     ready = list(takewhile(lambda row: row["ready"], rows))
     # Rows past the ready ones: an older transaction is still running. Nothing tells us
     # when it ends, so the caller looks again soon.
     held = len(ready) < len(rows)
     if not ready:
-        return 0, held
+        return 0, held, None
     await bus.publish([_event(row, shard) for row in ready])
     last = ready[-1]
-    await cur.execute(MOVE_CURSOR, (last["txid"], last["seq"], len(ready), cursor))
-    return len(ready), held
+    published = _Published(last["txid"], last["seq"], len(ready))
+    if defer_move:
+        return len(ready), held, published
+    await cur.execute(MOVE_CURSOR, published.move(cursor))
+    return len(ready), held, None
 
 
 class _ShardRelay:
     """``run_relay``'s hold on one shard: a connection of its own, in autocommit, holding
     the cursor's lock for as long as it lives (a relay standing by asks for it at each
-    pass). A failed connection is dropped, with the lock; the next pass connects again."""
+    pass). A failed connection is dropped, with the lock; the next pass connects again.
+    The cursor's move past a batch is written by the next pass (``_publish_next``), or by
+    ``close``."""
 
     def __init__(self, conns: Connections, shard: str, cursor: str):
         self.conns, self.shard, self.cursor = conns, shard, cursor
         self.conn: psycopg.AsyncConnection[Any] | None = None
         self.leading = False
+        self.unmoved: _Published | None = None
 
     async def relay(self, bus: EventBus, limit: int) -> tuple[int, bool]:
         """One pass; returns (events published, whether some are held back)."""
@@ -176,7 +227,11 @@ class _ShardRelay:
                     self.leading = await _lock(conn, self.cursor)
                     if not self.leading:
                         return 0, False
-                return await _publish_next(conn, self.shard, self.cursor, bus, limit)
+                n, held, self.unmoved = await _publish_next(
+                    conn, self.shard, self.cursor, bus, limit,
+                    after=self.unmoved, defer_move=True,
+                )  # fmt: skip
+                return n, held
             except (psycopg.OperationalError, psycopg.InterfaceError):
                 await self.close()
                 raise
@@ -196,9 +251,14 @@ class _ShardRelay:
         return self.conn
 
     async def close(self) -> None:
+        """Write the last batch's cursor move if the connection still can (else that batch
+        is published again by whoever leads next), and let go of the connection."""
         conn, self.conn, self.leading = self.conn, None, False
+        unmoved, self.unmoved = self.unmoved, None
         if conn is not None:
             with contextlib.suppress(psycopg.Error, OSError):
+                if unmoved is not None and not conn.closed:
+                    await conn.execute(MOVE_CURSOR, unmoved.move(self.cursor))
                 await conn.close()
 
 
