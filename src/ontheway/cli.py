@@ -243,7 +243,7 @@ def bench_dispatch(
     drivers: Annotated[int, typer.Option(min=10, help="available drivers in the region")] = 200_000,
     rate: Annotated[float, typer.Option(min=1, help="orders/s placed (open loop)")] = 167,
     seconds: Annotated[float, typer.Option(min=1, max=3000, help="measured duration")] = 30,
-    workers: Annotated[int, typer.Option(min=1, max=16, help="dispatch workers")] = 3,
+    workers: Annotated[int, typer.Option(min=1, max=16, help="dispatch workers")] = 2,
     batch: Annotated[int, typer.Option(min=1, max=500, help="events a worker takes at once")] = 10,
     spread_km: Annotated[
         float, typer.Option(min=0, help="drivers over a square this wide (0: on the map)")
