@@ -22,6 +22,7 @@ import random
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from ontheway import runner
 from ontheway.bench.common import unlink_matching
@@ -64,10 +65,10 @@ async def layout(
 
 
 async def measure(
-    redis: object, store_for: dict[float, FleetStore], region: str, points: list
+    redis: Any, store_for: dict[float, FleetStore], region: str, points: list[tuple[float, float]]
 ) -> None:
     for crowding, store in store_for.items():
-        await redis.config_resetstat()  # type: ignore[attr-defined]
+        await redis.config_resetstat()
         walls = []
         for lat, lng in points:
             start = time.perf_counter()
@@ -75,7 +76,7 @@ async def measure(
             walls.append((time.perf_counter() - start) * 1000)
             if len(found) != 10:
                 raise RuntimeError(f"{len(found)} drivers found near ({lat}, {lng})")
-        stats = await redis.info("commandstats")  # type: ignore[attr-defined]
+        stats = await redis.info("commandstats")
         evals, geo = stats["cmdstat_evalsha"], stats["cmdstat_geosearch"]
         walls.sort()
         print(
