@@ -73,3 +73,64 @@ def test_a_matrix_over_far_points_is_estimated_dearer_in_the_process_than_by_the
     assert near < far
     # On a map this small even a search of all of it costs less than four CCH searches.
     assert far < cch_ms(4, threads=2)
+
+
+def counting_searches(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record the limit of every Dijkstra search ``MatrixSearch`` runs."""
+    limits: list[float] = []
+
+    def counted(*args: object, **kwargs: float) -> object:
+        limits.append(kwargs["limit"])
+        return dijkstra(*args, **kwargs)
+
+    monkeypatch.setattr(search, "dijkstra", counted)
+    return limits
+
+
+def test_a_kept_search_answers_the_next_ends_it_reaches_and_widens_for_farther_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    limits = counting_searches(monkeypatch)
+    graph = grid(15, 8)
+    full = dijkstra(graph.matrix())
+    matrix = MatrixSearch(graph, graph.time_s)
+    assert matrix.times([112], [113])[(112, 113)] == pytest.approx(full[112, 113])
+    searched = len(limits)
+    assert searched >= 1 and matrix.kept(112, backward=False)
+    # A nearer end, from the same start: answered by the kept search alone.
+    assert matrix.times([112], [112 - 1])[(112, 111)] == pytest.approx(full[112, 111])
+    assert len(limits) == searched
+    # A farther end: a wider search, which then answers every end it reached.
+    assert matrix.times([112], [0])[(112, 0)] == pytest.approx(full[112, 0])
+    assert len(limits) > searched and limits[searched] > limits[searched - 1]
+    searched = len(limits)
+    for end in (14, 210, 224, 100):
+        found = matrix.times([112], [end])
+        assert found[(112, end)] == pytest.approx(full[112, end], rel=1e-12, abs=1e-9)
+    assert len(limits) <= searched + 1
+    # The other direction is another search.
+    assert not matrix.kept(112, backward=True)
+    assert matrix.times([0, 1], [112])[(0, 112)] == pytest.approx(full[0, 112])
+    assert matrix.kept(112, backward=True)
+
+
+def test_the_searches_kept_are_bounded_and_the_least_recently_used_goes_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(search, "TREE_CACHE_BYTES", 0)
+    monkeypatch.setattr(search, "MIN_TREES", 2)
+    graph = grid(6, 9)
+    matrix = MatrixSearch(graph, graph.time_s)
+    for start in (0, 1, 0, 2):
+        matrix.times([start], [35])
+    assert matrix.kept(0, backward=False) and matrix.kept(2, backward=False)
+    assert not matrix.kept(1, backward=False)
+
+
+def test_a_matrix_from_a_kept_search_is_estimated_free_in_the_process() -> None:
+    network = RoadNetwork("grid", grid(30, 10))
+    before = in_process_ms(network, [0], [899])
+    assert before > 0
+    network.travel_times([0], [899])
+    assert in_process_ms(network, [0], [899]) == 0.0
+    assert in_process_ms(network, [1], [899]) > 0

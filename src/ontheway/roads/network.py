@@ -168,6 +168,14 @@ class RoadNetwork:
             search = self._search = self._matrix_search(self.graph.time_s.copy())
         return search.times(sources, targets)
 
+    def unsearched(self, starts: Sequence[int], backward: bool) -> list[int]:
+        """Of ``starts``, those from which no search on the current weights is kept (a kept
+        one answers without searching again, see ``MatrixSearch``)."""
+        search = self._search
+        if search is None:
+            return list(starts)
+        return [start for start in starts if not search.kept(start, backward)]
+
     def free_flow_times(
         self, sources: Sequence[int], targets: Sequence[int]
     ) -> dict[tuple[int, int], float]:
