@@ -141,6 +141,43 @@ async def test_old_months_are_detached_for_archival_and_recent_ones_kept(
         assert row is not None and row["t"] is not None
 
 
+async def test_events_are_stored_compressed_with_lz4_in_every_partition(
+    orders: OrderService, shards: ShardAccess, sf: dict[str, Any], uid: str
+) -> None:
+    """Migration 0013: an ORDER_PLACED's data (the order and its estimate, over the 2 kB at
+    which PostgreSQL compresses) is stored with lz4, in this month's partition and in one
+    made later; the unused index on seq alone is gone."""
+    placed, _ = await orders.place(f"user_{uid}", order_for(sf["restaurants"][1]))
+    async with shards.connection("sf") as conn:
+        cur = await conn.execute(
+            "SELECT 'lz4' = ANY (enumvals) AS lz4 FROM pg_settings"
+            " WHERE name = 'default_toast_compression'"
+        )
+        row = await cur.fetchone()
+        if row is None or not row["lz4"]:
+            pytest.skip("this PostgreSQL was built without lz4")
+        cur = await conn.execute(
+            "SELECT pg_column_compression(data) AS method FROM order_events"
+            " WHERE order_id = %s AND event_type = 'ORDER_PLACED'",
+            (placed["order_id"],),
+        )
+        assert await cur.fetchone() == {"method": "lz4"}
+        await ensure_partitions(conn, datetime(2018, 5, 15, tzinfo=UTC), months_ahead=0)
+        later = partition_name("order_events", date(2018, 5, 1))
+        try:
+            cur = await conn.execute(
+                "SELECT attcompression AS c FROM pg_attribute"
+                " WHERE attrelid = %s::regclass AND attname = 'data'",
+                (later,),
+            )
+            assert await cur.fetchone() == {"c": "l"}
+        finally:
+            for name in await detach_before(conn, date(2018, 6, 1)):
+                await conn.execute(f"DROP TABLE {name}")
+        cur = await conn.execute("SELECT to_regclass('order_events_seq') AS i")
+        assert await cur.fetchone() == {"i": None}
+
+
 async def attached_to(conn: Any, table: str) -> set[str]:
     """The names of the partitions attached to ``table``."""
     cur = await conn.execute(
