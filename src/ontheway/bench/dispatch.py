@@ -38,12 +38,13 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from ontheway import collector
 from ontheway.bench.common import cpu_ms_per, cpu_seconds, percentile, run_stoppable
 from ontheway.bench.world import BenchWorld
 from ontheway.connections import Connections
@@ -73,6 +74,10 @@ class DispatchFigures:
     latencies_ms: list[float]
     relay_ms: list[float]  # ORDER_PLACED: commit -> XADD to the stream
     cpu_ms: dict[str, float] = field(default_factory=dict)  # per order placed, per process
+    # Redis's forks while the orders were placed (AOF rewrites, snapshots) and the longest
+    # one's pause of the server (ms; NaN: none).
+    redis_forks: int = 0
+    redis_fork_ms: float = float("nan")
 
     def percentile(self, q: int) -> float:
         """The q-th percentile of the latencies (q in 1..99), NaN when there are none."""
@@ -118,6 +123,7 @@ class DispatchBench:
                 await world.build(heartbeat_ttl_s=ttl_s)
             parts = await self._start_parts()
             service = OrderService(world.shards())
+            await self._redis_settled()
             with self.console.status("warming up (networks loaded, plans cached)"):
                 ids, _, _ = await self._place(service, 10.0, WARMUP_ORDERS / 10.0)
                 await self._wait_assigned(ids, 60.0)
@@ -129,14 +135,27 @@ class DispatchBench:
             def measuring() -> None:  # the measured orders begin: CPU from here on
                 before.update(cpu_seconds(servers, groups))
 
-            with self.console.status(f"{self.rate:g} orders/s for {self.seconds:g} s"):
+            forks_before, _ = await self._redis_forks()
+            # This process places as the API would, and with the API's collector settings:
+            # without them, full collections walking the world's 200,000 drivers stopped it
+            # for 50-100 ms about once a second.
+            with (
+                self.console.status(f"{self.rate:g} orders/s for {self.seconds:g} s"),
+                collector.serving(),
+            ):
                 ids, failed, lag_ms = await self._place(
                     service, self.rate, self.seconds, self.warmup_s, measuring
                 )
                 await self._wait_assigned(ids, 30.0 + self.seconds)
                 cpu = cpu_ms_per(before, cpu_seconds(servers, groups), len(ids))
+            forks_after, fork_ms = await self._redis_forks()
             figures = await self._figures(ids, failed, lag_ms)
             figures.cpu_ms.update(cpu)
+            figures = replace(
+                figures,
+                redis_forks=forks_after - forks_before,
+                redis_fork_ms=fork_ms if forks_after > forks_before else float("nan"),
+            )
         finally:
             await stop_parts({str(i): p for i, p in enumerate(parts)})
             with self.console.status("cleaning up"):
@@ -246,6 +265,26 @@ class DispatchBench:
             ],
         )
 
+    async def _redis_forks(self) -> tuple[int, float]:
+        """Redis's forks so far and the last one's pause of the server (ms)."""
+        assert self.world.conns is not None
+        stats = await self.world.conns.require_redis().info("stats")
+        return int(stats["total_forks"]), int(stats["latest_fork_usec"]) / 1000
+
+    async def _redis_settled(self, timeout_s: float = 120.0) -> None:
+        """Wait for the AOF rewrite or snapshot that the world's bulk load (its drivers'
+        keys) set off, if any, to end: the measured orders start on a settled server. One
+        the orders themselves set off still falls in the window (``redis_forks``)."""
+        assert self.world.conns is not None
+        redis = self.world.conns.require_redis()
+        deadline = time.monotonic() + timeout_s
+        with self.console.status("waiting for Redis's rewrite of its append-only file"):
+            while time.monotonic() < deadline:
+                info = await redis.info("persistence")
+                if not (info.get("aof_rewrite_in_progress") or info.get("rdb_bgsave_in_progress")):
+                    return
+                await asyncio.sleep(0.1)
+
     async def _streamed_ms(self) -> dict[str, float]:
         """When each ORDER_PLACED reached the stream: its entry id is Redis's clock (ms) at
         XADD, on the same machine as PostgreSQL's."""
@@ -291,6 +330,12 @@ class DispatchBench:
             "queue and the dispatch itself"
         )
         out.print(f"  orders assigned / placed: {f.assigned} / {f.placed} ({f.failed} failed)")
+        if f.redis_forks:
+            out.print(
+                f"  Redis forked {f.redis_forks} time(s) meanwhile (append-only file rewritten or "
+                f"snapshot: the server stops for the fork, {f.redis_fork_ms:.1f} ms the last, "
+                "and the child takes a core while it writes)"
+            )
         out.print(
             f"  rate reached: {f.placed_per_s:.1f} orders/s placed, {f.assigned_per_s:.1f}/s "
             f"assigned; generator's worst lag behind schedule {f.generator_lag_ms:.1f} ms"
