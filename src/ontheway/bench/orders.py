@@ -26,7 +26,7 @@ from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
-from ontheway import runner
+from ontheway import collector, runner
 from ontheway.auth import Role, issue_token
 from ontheway.bench.common import (
     LoadResult,
@@ -176,7 +176,8 @@ async def _place_here(
         ready.put(os.getpid())
         if not await asyncio.to_thread(go.wait, 300):
             raise TimeoutError("no signal to start placing")
-        report.put((await closed_loop(place, clients, seconds), placed))
+        with collector.serving():  # as the API's processes serve
+            report.put((await closed_loop(place, clients, seconds), placed))
         await asyncio.to_thread(done.wait, 300)
     finally:
         await conns.close()
@@ -277,7 +278,8 @@ async def run(
                 placed.clear()
                 servers = await world.server_pids()
                 before = cpu_seconds(servers)
-                results["service"] = run_ = await closed_loop(place, clients, seconds)
+                with collector.serving():  # as the API's processes serve
+                    results["service"] = run_ = await closed_loop(place, clients, seconds)
                 cpu = cpu_ms_per(before, cpu_seconds(servers), run_.done + run_.failed)
         with console.status("status changes: assign, then cancel, the orders just placed"):
             drivers = world.driver_ids
