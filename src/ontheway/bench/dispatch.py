@@ -74,7 +74,7 @@ class DispatchFigures:
     latencies_ms: list[float]
     relay_ms: list[float]  # ORDER_PLACED: commit -> XADD to the stream
     cpu_ms: dict[str, float] = field(default_factory=dict)  # per order placed, per process
-    # Redis's forks while the orders were placed (AOF rewrites, snapshots) and the longest
+    # Redis's forks while the orders were placed (AOF rewrites, snapshots) and the last
     # one's pause of the server (ms; NaN: none).
     redis_forks: int = 0
     redis_fork_ms: float = float("nan")
